@@ -1,0 +1,1 @@
+"""Command-line tools: ``grain-train`` and ``grain-generate``."""

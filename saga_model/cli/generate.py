@@ -1,0 +1,86 @@
+"""``grain-generate``: stream a story to stdout."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from ..checkpoint import load_model
+from ..errors import SagaError
+from ..generate import SamplingOptions, StoryRequest, stream_story
+from ..labels import GENRES, THEMES, TONES
+from ..paths import default_model_dir
+from .common import ArgumentParser, run_command, version_text
+
+PROG = "grain-generate"
+
+
+def build_parser() -> ArgumentParser:
+    """The command's flags."""
+    parser = ArgumentParser(prog=PROG, description="Tell a children's story.")
+    parser.add_argument("--model_path", help="a model folder, checkpoint, .safetensors or .npz "
+                        "(default: the model shipped with Grain de Saga)")
+    parser.add_argument("--tokenizer_path", help="tokenizer.json (default: next to the model)")
+    parser.add_argument("--theme", help=f"one of: {', '.join(THEMES)}")
+    parser.add_argument("--tone", help=f"one of: {', '.join(TONES)}")
+    parser.add_argument("--genre", help=f"one of: {', '.join(GENRES)}")
+    parser.add_argument("--characters", help='names, comma-separated, e.g. "Alice,Bob"')
+    parser.add_argument("--opening", "--prompt", dest="opening",
+                        help="first words of the story, continued by the model")
+    defaults = SamplingOptions()
+    parser.add_argument("--temperature", type=float, default=defaults.temperature)
+    parser.add_argument("--top_k", type=int, default=defaults.top_k, help="0 = off")
+    parser.add_argument("--top_p", type=float, default=defaults.top_p)
+    parser.add_argument("--min_p", type=float, default=defaults.min_p)
+    parser.add_argument("--repetition_penalty", type=float, default=defaults.repetition_penalty)
+    parser.add_argument("--max_tokens", type=int, default=defaults.max_tokens)
+    parser.add_argument("--seed", type=int, help="same seed and settings -> same story")
+    parser.add_argument("--num_stories", type=int, default=1)
+    parser.add_argument("--stats", action="store_true", help="print speed figures to stderr")
+    parser.add_argument("--list", action="store_true", help="list themes, tones and genres")
+    parser.add_argument("--version", action="store_true", help="print versions and the BLAS in use")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``grain-generate``."""
+    args = build_parser().parse_args(argv)
+    if args.version:
+        print(version_text(PROG))
+        return 0
+    if args.list:
+        for name, values in (("themes", THEMES), ("tones", TONES), ("genres", GENRES)):
+            print(f"{name}: {', '.join(values)}")
+        return 0
+    if args.num_stories < 1:
+        raise SagaError("--num_stories must be at least 1")
+    request = StoryRequest.create(args.theme, args.tone, args.genre, args.characters,
+                                  args.opening)
+    model, tokenizer = load_model(args.model_path or default_model_dir(), args.tokenizer_path)
+    for index in range(args.num_stories):
+        seed = None if args.seed is None else args.seed + index
+        options = SamplingOptions(
+            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+            repetition_penalty=args.repetition_penalty, max_tokens=args.max_tokens, seed=seed)
+        if index:
+            print("\n")
+        last = None
+        for piece in stream_story(model, tokenizer, request, options):
+            sys.stdout.write(piece.text)
+            sys.stdout.flush()
+            last = piece
+        sys.stdout.write("\n")
+        if args.stats and last is not None:
+            print(f"[{last.n_tokens} tokens in {last.elapsed:.2f}s, "
+                  f"{last.tokens_per_sec:.0f} tokens/s, finished: {last.finish_reason}]",
+                  file=sys.stderr)
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    run_command(PROG, main)
+
+
+if __name__ == "__main__":
+    run()

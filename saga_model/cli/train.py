@@ -1,0 +1,212 @@
+"""``grain-train``: train a story model on a folder of stories (or resume a run)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import checkpoint as ckpt
+from ..config import PRESETS, ModelConfig, TrainConfig, read_json
+from ..data import prepare_data
+from ..errors import SagaError
+from ..paths import token_cache_dir
+from ..tokenizer import StoryTokenizer
+from ..train import Callback, EvalMetrics, MetricsLogger, StepMetrics, TrainSummary, run_training
+from .common import ArgumentParser, StatusLine, format_duration, run_command, version_text
+
+PROG = "grain-train"
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+
+# Flags that map one-to-one onto TrainConfig fields (None = keep the config's value).
+_TRAIN_FLAGS: dict[str, tuple[type, str]] = {
+    "steps": (int, "number of optimisation steps"),
+    "max_minutes": (float, "stop (and save) after this many minutes"),
+    "batch_size": (int, "sequences per step"),
+    "lr": (float, "peak learning rate"),
+    "warmup_steps": (int, "linear warm-up steps"),
+    "weight_decay": (float, "AdamW weight decay (matrices only)"),
+    "grad_clip": (float, "clip the gradient norm (0 = off)"),
+    "seed": (int, "random seed (data order, init, dropout)"),
+    "eval_every": (int, "evaluate on the validation split every N steps (0 = only at the end)"),
+    "eval_batches": (int, "at most N validation batches per evaluation (0 = all)"),
+    "save_every": (int, "write a checkpoint every N steps (0 = only at the end)"),
+    "keep_checkpoints": (int, "how many recent checkpoints to keep"),
+    "patience": (int, "stop after N evaluations without improvement (0 = never)"),
+    "precision": (str, "float32 or bfloat16 (mixed precision, float32 weights)"),
+    "field_dropout": (float, "chance of dropping each conditioning field in training"),
+    "name_swap": (float, "chance of renaming a story's characters with diverse names"),
+    "augment_copies": (int, "conditioned copies of each training story"),
+    "valid_fraction": (float, "share of stories held out when there is no valid.txt"),
+}
+
+
+def build_parser() -> ArgumentParser:
+    """The command's flags."""
+    parser = ArgumentParser(prog=PROG, description="Train a Grain de Saga story model.")
+    parser.add_argument("--data_dir", help="a .txt file or a folder of .txt stories "
+                        "(stories separated by <|endoftext|> lines, or one per file)")
+    parser.add_argument("--output_dir", default="output",
+                        help="where checkpoints, metrics.jsonl and the final model go")
+    parser.add_argument("--config", default="seed",
+                        help=f"model shape: a preset ({', '.join(PRESETS)}) or a JSON file")
+    parser.add_argument("--dropout", type=float, help="dropout rate of the model")
+    parser.add_argument("--context_length", type=int, help="context length in tokens")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --output_dir from its newest checkpoint")
+    parser.add_argument("--tokenizer_path", help="reuse this tokenizer.json instead of training one")
+    parser.add_argument("--cache_dir", help="where tokenized data is cached")
+    parser.add_argument("--sample_tokens", type=int, default=0,
+                        help="after each evaluation, write a sample story of N tokens")
+    parser.add_argument("--quiet", action="store_true", help="print only errors and the result")
+    parser.add_argument("--version", action="store_true", help="print versions and the BLAS in use")
+    for name, (kind, text) in _TRAIN_FLAGS.items():
+        parser.add_argument(f"--{name}", type=kind, help=text)
+    return parser
+
+
+def _model_config(spec: str) -> ModelConfig:
+    if spec in PRESETS:
+        return ModelConfig.from_dict(PRESETS[spec].to_dict())
+    if Path(spec).is_file():
+        return ModelConfig.load(spec)
+    raise SagaError(f"unknown --config {spec!r}: use a preset ({', '.join(PRESETS)}) "
+                    "or the path of a JSON file")
+
+
+def _overrides(args: Any) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in _TRAIN_FLAGS if getattr(args, name) is not None}
+
+
+def _train_config(base: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+    return TrainConfig.from_dict({**base, **overrides})
+
+
+class ConsoleReport(Callback):
+    """Shows progress on stderr and evaluation results as permanent lines."""
+
+    def __init__(self, status: StatusLine) -> None:
+        self.status = status
+
+    def on_start(self, info: dict[str, Any]) -> None:  # noqa: D102
+        m = info["model_config"]
+        self.status.print(
+            f"model: {info['parameters']:,} parameters (d_model {m['d_model']}, {m['n_layers']} "
+            f"layers, {m['n_heads']} heads, ffn {m['ffn_dim']}, context {m['context_length']}, "
+            f"vocab {m['vocab_size']}) on {info['device']}")
+        self.status.print(f"data: {info['train_tokens']:,} training tokens, "
+                          f"{info['valid_tokens']:,} validation tokens")
+        if info["start_step"]:
+            self.status.print(f"resuming at step {info['start_step']}")
+
+    def on_step(self, m: StepMetrics) -> None:  # noqa: D102
+        remaining = (m.total_steps - m.step) * m.elapsed / max(1, m.step)
+        self.status.update(
+            f"step {m.step}/{m.total_steps} | loss {m.loss:.3f} | lr {m.lr:.2e} | "
+            f"{m.tokens_per_sec:,.0f} tok/s | {format_duration(m.elapsed)} elapsed, "
+            f"ETA {format_duration(remaining)}")
+
+    def on_eval(self, m: EvalMetrics) -> None:  # noqa: D102
+        best = " (best)" if m.is_best else ""
+        self.status.print(f"step {m.step}: val loss {m.val_loss:.4f}, "
+                          f"{m.val_bpb:.4f} bits/byte{best}")
+        if m.sample:
+            self.status.print(f"  sample: {m.sample.strip()[:300]}")
+
+    def on_end(self, s: TrainSummary) -> None:  # noqa: D102
+        self.status.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``grain-train``."""
+    args = build_parser().parse_args(argv)
+    if args.version:
+        print(version_text(PROG))
+        return 0
+    out = Path(args.output_dir)
+    existing = ckpt.list_checkpoints(out)
+    overrides = _overrides(args)
+    tokenizer: StoryTokenizer | None = None
+    resume_from = None
+    if args.resume:
+        if not existing:
+            raise SagaError(f"nothing to resume in {out}: it has no checkpoints")
+        resume_from = existing[-1]
+        run = read_json(out / RUN_FILE, "run description")
+        _, saved_train = ckpt.load_training_state(resume_from)
+        train_cfg = _train_config(saved_train, overrides)
+        model_cfg = ModelConfig.load(resume_from / ckpt.CONFIG)
+        tokenizer = StoryTokenizer.load(resume_from / ckpt.TOKENIZER)
+        data_dir = args.data_dir or run["data_dir"]
+    else:
+        if existing:
+            raise SagaError(f"{out} already holds a training run (step "
+                            f"{existing[-1].name.removeprefix('step_').lstrip('0') or 0}); "
+                            "pass --resume to continue it or choose another --output_dir")
+        if not args.data_dir:
+            raise SagaError("--data_dir is required (a folder or file of stories)")
+        data_dir = args.data_dir
+        model_cfg = _model_config(args.config)
+        shape_overrides = {k: v for k, v in (("dropout", args.dropout),
+                                             ("context_length", args.context_length))
+                           if v is not None}
+        model_cfg = ModelConfig.from_dict({**model_cfg.to_dict(), **shape_overrides})
+        train_cfg = _train_config({}, overrides)
+        if args.tokenizer_path:
+            tokenizer = StoryTokenizer.load(args.tokenizer_path)
+
+    status = StatusLine(quiet=args.quiet)
+    tokenizer, data = prepare_data(
+        data_dir, Path(args.cache_dir) if args.cache_dir else token_cache_dir(),
+        tokenizer=tokenizer, vocab_size=model_cfg.vocab_size, seed=train_cfg.seed,
+        field_dropout=train_cfg.field_dropout, name_swap=train_cfg.name_swap,
+        augment_copies=train_cfg.augment_copies, valid_fraction=train_cfg.valid_fraction,
+        progress=status.progress,
+    )
+    status.close()
+    if resume_from is None:
+        model_cfg.vocab_size = tokenizer.vocab_size
+        out.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(out / ckpt.TOKENIZER)
+        (out / METRICS_FILE).unlink(missing_ok=True)
+    ckpt.write_json(out / RUN_FILE, {
+        "data_dir": str(Path(data_dir).resolve()), "model_config": model_cfg.to_dict(),
+        "train_config": train_cfg.to_dict(), "sample_tokens": args.sample_tokens,
+    })
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        status.print("stopping after this step (press Ctrl-C again to abort)...")
+        stop.set()
+        signal.signal(signum, signal.SIG_DFL)
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    summary = run_training(
+        data, tokenizer, out, model_cfg, train_cfg, resume_from=resume_from,
+        callbacks=[MetricsLogger(out / METRICS_FILE), ConsoleReport(status)],
+        stop_event=stop, sample_tokens=args.sample_tokens,
+    )
+    best = (f"best val loss {summary.best_val_loss:.4f} at step {summary.best_step}"
+            if summary.best_val_loss is not None else "no evaluation")
+    took = format_duration(summary.elapsed)
+    if summary.stop_reason == "stopped":
+        print(f"stopped at step {summary.step} after {took}; {best}. "
+              f"Continue with: {PROG} --resume --output_dir {out}")
+    else:
+        print(f"done ({summary.stop_reason}) at step {summary.step} after {took}; {best}. "
+              f"Model: {out / ckpt.FINAL_NPZ}")
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    run_command(PROG, main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,230 @@
+"""Samplers and streaming story generation with a KV cache."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import mlx.core as mx
+import numpy as np
+
+from . import labels as lab
+from .data import clean_story
+from .errors import SagaError
+from .model import StoryModel
+from .tokenizer import StoryTokenizer
+
+
+@dataclass
+class SamplingOptions:
+    """How the next token is picked. ``temperature=0`` means greedy."""
+
+    temperature: float = 0.8
+    top_k: int = 0
+    top_p: float = 0.95
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    repetition_window: int = 64
+    max_tokens: int = 400
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.temperature < 0:
+            problems.append("temperature must be >= 0")
+        if self.top_k < 0:
+            problems.append("top_k must be >= 0")
+        if not 0 < self.top_p <= 1:
+            problems.append("top_p must be in (0, 1]")
+        if not 0 <= self.min_p < 1:
+            problems.append("min_p must be in [0, 1)")
+        if self.repetition_penalty <= 0:
+            problems.append("repetition_penalty must be > 0")
+        if self.max_tokens <= 0:
+            problems.append("max_tokens must be > 0")
+        if problems:
+            raise SagaError("; ".join(problems))
+
+
+@dataclass
+class StoryRequest:
+    """What story to tell: any subset of theme, tone, genre, characters and an opening."""
+
+    theme: str | None = None
+    tone: str | None = None
+    genre: str | None = None
+    characters: tuple[str, ...] = field(default_factory=tuple)
+    opening: str = ""
+
+    @classmethod
+    def create(cls, theme: str | None = None, tone: str | None = None,
+               genre: str | None = None, characters: str | Sequence[str] | None = None,
+               opening: str | None = None) -> StoryRequest:
+        """Validate user input (case-insensitive choices, "Alice,Bob" names) into a request."""
+        try:
+            names = (lab.parse_characters(characters) if isinstance(characters, str)
+                     else lab.parse_characters(",".join(characters or ())))
+            return cls(
+                theme=lab.validate_choice("theme", theme),
+                tone=lab.validate_choice("tone", tone),
+                genre=lab.validate_choice("genre", genre),
+                characters=names,
+                opening=clean_story(opening or ""),
+            )
+        except ValueError as exc:
+            raise SagaError(str(exc)) from None
+
+    def labels(self) -> lab.StoryLabels:
+        """The conditioning fields as :class:`~saga_model.labels.StoryLabels`."""
+        return lab.StoryLabels(self.theme, self.tone, self.genre, tuple(self.characters))
+
+    def prompt(self) -> str:
+        """Control prefix followed by the opening, exactly as the model saw stories in training."""
+        return lab.control_prefix(self.labels()) + self.opening
+
+
+@dataclass
+class StoryPiece:
+    """One streamed piece of a story, with running statistics."""
+
+    text: str
+    n_tokens: int
+    elapsed: float
+    finish_reason: str | None = None  # None while streaming, then "end" or "length"
+
+    @property
+    def tokens_per_sec(self) -> float:
+        """Generated tokens per second so far."""
+        return self.n_tokens / self.elapsed if self.elapsed > 0 else 0.0
+
+
+class Decoder(Protocol):
+    """A model runner with a KV cache: the interface generation needs."""
+
+    context_length: int
+
+    def prefill(self, token_ids: Sequence[int]) -> np.ndarray:
+        """Reset the cache, run ``token_ids`` and return the next-token logits (vocab,)."""
+
+    def step(self, token_id: int) -> np.ndarray:
+        """Append one token and return the next-token logits (vocab,)."""
+
+
+class MLXDecoder:
+    """Runs a :class:`StoryModel` one token at a time with its KV cache."""
+
+    def __init__(self, model: StoryModel) -> None:
+        self.model = model
+        self.context_length = model.config.context_length
+        self._cache = model.make_cache()
+
+    def prefill(self, token_ids: Sequence[int]) -> np.ndarray:  # noqa: D102
+        self._cache = self.model.make_cache()
+        logits = self.model(mx.array([list(token_ids)]), self._cache)[0, -1]
+        return np.array(logits)
+
+    def step(self, token_id: int) -> np.ndarray:  # noqa: D102
+        return np.array(self.model(mx.array([[token_id]]), self._cache)[0, -1])
+
+
+def sample_token(logits: np.ndarray, options: SamplingOptions, rng: np.random.Generator,
+                 recent: Sequence[int] = ()) -> int:
+    """Pick the next token from raw logits: repetition penalty, temperature, top-k/p, min-p."""
+    logits = logits.astype(np.float64, copy=True)
+    if options.repetition_penalty != 1.0 and len(recent):
+        ids = np.unique(np.asarray(recent, dtype=np.int64))
+        vals = logits[ids]
+        logits[ids] = np.where(vals > 0, vals / options.repetition_penalty,
+                               vals * options.repetition_penalty)
+    if options.temperature == 0:
+        return int(np.argmax(logits))
+    logits /= options.temperature
+    if 0 < options.top_k < logits.size:
+        kth = np.partition(logits, -options.top_k)[-options.top_k]
+        logits[logits < kth] = -np.inf
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    if options.min_p > 0:
+        probs[probs < options.min_p * probs.max()] = 0.0
+    if options.top_p < 1.0:
+        order = np.argsort(-probs, kind="stable")
+        cumulative = np.cumsum(probs[order])
+        keep = cumulative - probs[order] < options.top_p  # always keeps the most likely token
+        cut = np.zeros_like(probs)
+        cut[order[keep]] = probs[order[keep]]
+        probs = cut
+    probs /= probs.sum()
+    return int(rng.choice(probs.size, p=probs))
+
+
+def generate_tokens(decoder: Decoder, prompt_ids: Sequence[int], options: SamplingOptions,
+                    banned_ids: Sequence[int] = (), stop_id: int | None = None,
+                    keep_prefix: int = 0) -> Iterator[int]:
+    """Yield sampled token ids one by one until ``stop_id`` (yielded too) or ``max_tokens``.
+
+    When the context fills up, the cache is rebuilt from the first ``keep_prefix`` prompt tokens
+    (the control prefix) plus the most recent half-context of tokens, so stories can run long.
+    """
+    context = decoder.context_length
+    tokens = _fit(list(prompt_ids), keep_prefix, context - 1)
+    rng = np.random.default_rng(options.seed)
+    logits = decoder.prefill(tokens)
+    banned = np.asarray(list(banned_ids), dtype=np.int64)
+    for _ in range(options.max_tokens):
+        if banned.size:
+            logits[banned] = -np.inf
+        token = sample_token(logits, options, rng, tokens[-options.repetition_window:])
+        yield token
+        if token == stop_id:
+            return
+        tokens.append(token)
+        if len(tokens) >= context:
+            tokens = _fit(tokens, keep_prefix, context // 2)
+            logits = decoder.prefill(tokens)
+        else:
+            logits = decoder.step(token)
+
+
+def _fit(tokens: list[int], keep_prefix: int, budget: int) -> list[int]:
+    """At most ``budget`` tokens: the first ``keep_prefix`` ones and then the most recent."""
+    if len(tokens) <= budget:
+        return tokens
+    prefix = tokens[: min(keep_prefix, budget - 1)]
+    return prefix + tokens[len(tokens) - (budget - len(prefix)):]
+
+
+def stream_story(model: StoryModel | Decoder, tokenizer: StoryTokenizer, request: StoryRequest,
+                 options: SamplingOptions | None = None) -> Iterator[StoryPiece]:
+    """Stream a story as text pieces as soon as each token arrives.
+
+    The opening (if any) comes first; the last piece has ``finish_reason`` set ("end" when the
+    model closed the story, "length" at ``max_tokens``).
+    """
+    options = options or SamplingOptions()
+    decoder = MLXDecoder(model) if isinstance(model, StoryModel) else model
+    start = time.perf_counter()
+    prefix_ids = tokenizer.encode(lab.control_prefix(request.labels()))
+    prompt_ids = prefix_ids + (tokenizer.encode(request.opening) if request.opening else [])
+    if request.opening:
+        yield StoryPiece(request.opening, 0, time.perf_counter() - start)
+    banned = [i for i in range(tokenizer.n_control) if i != tokenizer.eos_id]
+    stream = tokenizer.stream_decoder()
+    count = 0
+    for token in generate_tokens(decoder, prompt_ids, options, banned, tokenizer.eos_id,
+                                 keep_prefix=len(prefix_ids)):
+        count += 1
+        if token == tokenizer.eos_id:
+            yield StoryPiece(stream.flush(), count, time.perf_counter() - start, "end")
+            return
+        text = stream.add(token)
+        if text:
+            yield StoryPiece(text, count, time.perf_counter() - start)
+    yield StoryPiece(stream.flush(), count, time.perf_counter() - start, "length")
+
+
+def tell_story(model: StoryModel | Decoder, tokenizer: StoryTokenizer, request: StoryRequest,
+               options: SamplingOptions | None = None) -> str:
+    """The whole story as one string (see :func:`stream_story`)."""
+    return "".join(piece.text for piece in stream_story(model, tokenizer, request, options))

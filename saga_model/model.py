@@ -1,0 +1,159 @@
+"""The decoder-only transformer (pre-norm RMSNorm, RoPE, GELU MLP) and its KV cache."""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .config import ModelConfig
+
+
+class Linear(nn.Module):
+    """A bias-free linear layer whose float32 weights are cast to the input's dtype.
+
+    Keeping float32 master weights and casting at use gives bfloat16 "autocast" training
+    without a second copy of the parameters.
+    """
+
+    def __init__(self, in_dims: int, out_dims: int, std: float) -> None:
+        super().__init__()
+        self.weight = mx.random.normal((out_dims, in_dims)) * std
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return x @ self.weight.astype(x.dtype).T
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square layer norm with a learned gain."""
+
+    def __init__(self, dims: int, eps: float) -> None:
+        super().__init__()
+        self.weight = mx.ones((dims,))
+        self.eps = eps
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return mx.fast.rms_norm(x, self.weight.astype(x.dtype), self.eps)
+
+
+class KVCache:
+    """Keys and values of past positions for one layer, in a buffer sized to the context."""
+
+    def __init__(self) -> None:
+        self.keys: mx.array | None = None
+        self.values: mx.array | None = None
+        self.offset = 0
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        """Append this step's keys/values (B, H, L, D) and return all of them so far."""
+        steps = keys.shape[2]
+        end = self.offset + steps
+        if self.keys is None or end > self.keys.shape[2]:
+            grow = max(256, steps)
+            shape = (*keys.shape[:2], self.offset + grow, keys.shape[3])
+            new_k, new_v = mx.zeros(shape, keys.dtype), mx.zeros(shape, values.dtype)
+            if self.keys is not None:
+                new_k[..., : self.offset, :] = self.keys[..., : self.offset, :]
+                new_v[..., : self.offset, :] = self.values[..., : self.offset, :]
+            self.keys, self.values = new_k, new_v
+        self.keys[..., self.offset : end, :] = keys
+        self.values[..., self.offset : end, :] = values
+        self.offset = end
+        return self.keys[..., :end, :], self.values[..., :end, :]
+
+
+class Attention(nn.Module):
+    """Multi-head causal self-attention with rotary position embeddings."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.head_dim = cfg.head_dim
+        self.rope_theta = cfg.rope_theta
+        std = 0.02
+        self.qkv = Linear(cfg.d_model, 3 * cfg.d_model, std)
+        self.out = Linear(cfg.d_model, cfg.d_model, std / math.sqrt(2 * cfg.n_layers))
+
+    def __call__(self, x: mx.array, cache: KVCache | None = None) -> mx.array:
+        batch, length, dims = x.shape
+        qkv = self.qkv(x).reshape(batch, length, 3, self.n_heads, self.head_dim)
+        q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+        offset = cache.offset if cache is not None else 0
+        q = mx.fast.rope(q, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0,
+                         offset=offset)
+        k = mx.fast.rope(k, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0,
+                         offset=offset)
+        if cache is not None:
+            k, v = cache.update_and_fetch(k, v)
+        out = mx.fast.scaled_dot_product_attention(
+            q, k, v, scale=self.head_dim**-0.5, mask="causal" if length > 1 else None
+        )
+        return self.out(out.transpose(0, 2, 1, 3).reshape(batch, length, dims))
+
+
+class MLP(nn.Module):
+    """Two-layer feed-forward block with a GELU."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.up = Linear(cfg.d_model, cfg.ffn_dim, 0.02)
+        self.down = Linear(cfg.ffn_dim, cfg.d_model, 0.02 / math.sqrt(2 * cfg.n_layers))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.down(nn.gelu_approx(self.up(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def __call__(self, x: mx.array, cache: KVCache | None = None) -> mx.array:
+        x = x + self.dropout(self.attn(self.attn_norm(x), cache))
+        return x + self.dropout(self.mlp(self.mlp_norm(x)))
+
+
+class StoryModel(nn.Module):
+    """Decoder-only transformer language model over BPE tokens."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.embed.weight = mx.random.normal((cfg.vocab_size, cfg.d_model)) * 0.02
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.blocks = [Block(cfg) for _ in range(cfg.n_layers)]
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        if not cfg.tie_embeddings:
+            self.head = Linear(cfg.d_model, cfg.vocab_size, 0.02)
+        self.compute_dtype = mx.float32
+
+    def __call__(self, tokens: mx.array, cache: list[KVCache] | None = None) -> mx.array:
+        """Return float32 logits (B, L, vocab) for token ids (B, L), using and filling ``cache``."""
+        x = self.dropout(self.embed(tokens).astype(self.compute_dtype))
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache[i] if cache is not None else None)
+        x = self.norm(x)
+        if self.config.tie_embeddings:
+            logits = x @ self.embed.weight.astype(x.dtype).T
+        else:
+            logits = self.head(x)
+        return logits.astype(mx.float32)
+
+    def make_cache(self) -> list[KVCache]:
+        """A fresh, empty KV cache (one per layer) for incremental decoding."""
+        return [KVCache() for _ in self.blocks]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable scalars in ``model``."""
+    from mlx.utils import tree_flatten
+
+    return sum(v.size for _, v in tree_flatten(model.trainable_parameters()))

@@ -1,0 +1,21 @@
+"""Where the model package keeps things: the shipped model and the token cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platformdirs import user_cache_dir
+
+APP_NAME = "grain-de-saga"
+
+
+def default_model_dir() -> Path:
+    """Directory of the model shipped inside the package (``saga_model/pretrained``)."""
+    return Path(__file__).parent / "pretrained"
+
+
+def token_cache_dir() -> Path:
+    """Where prepared token streams are cached (``GRAIN_CACHE_DIR`` overrides)."""
+    override = os.environ.get("GRAIN_CACHE_DIR")
+    return Path(override) if override else Path(user_cache_dir(APP_NAME)) / "tokens"

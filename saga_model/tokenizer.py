@@ -1,0 +1,128 @@
+"""Byte-level BPE tokenizer (HF ``tokenizers``) with control tokens and a streaming decoder."""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from .atomic import atomic_write_text
+from .errors import SagaError
+from .labels import CONTROL_TOKENS, END_OF_STORY, STORY_START
+
+
+@lru_cache(maxsize=1)
+def _unicode_to_byte() -> dict[str, int]:
+    """Inverse of GPT-2's byte-to-printable-character table used by byte-level BPE."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    codes = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return {chr(code): byte for byte, code in zip(printable, codes, strict=True)}
+
+
+class StoryTokenizer:
+    """A trained byte-level BPE whose first ids are the control tokens (end of story = 0)."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tok = tokenizer
+        ids = [tokenizer.token_to_id(t) for t in CONTROL_TOKENS]
+        if ids != list(range(len(CONTROL_TOKENS))):
+            raise SagaError("tokenizer does not have Grain de Saga's control tokens")
+        self.eos_id = tokenizer.token_to_id(END_OF_STORY)
+        self.story_id = tokenizer.token_to_id(STORY_START)
+        self.n_control = len(CONTROL_TOKENS)
+        table = _unicode_to_byte()
+        self._token_bytes: list[bytes] = [
+            b"" if i < self.n_control else bytes(table[c] for c in tokenizer.id_to_token(i))
+            for i in range(tokenizer.get_vocab_size())
+        ]
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids, control tokens included."""
+        return self._tok.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``; control tokens written in the text become their ids."""
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Encode many texts in parallel (Rust threads)."""
+        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids`` with control tokens left out; invalid UTF-8 becomes U+FFFD."""
+        return b"".join(self._token_bytes[i] for i in ids).decode("utf-8", errors="replace")
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The raw bytes one token stands for (empty for control tokens)."""
+        return self._token_bytes[token_id]
+
+    def stream_decoder(self) -> StreamDecoder:
+        """A decoder that turns token ids into text pieces without ever splitting a character."""
+        return StreamDecoder(self)
+
+    def fingerprint(self) -> str:
+        """A short hash of the tokenizer's full definition (used to key token caches)."""
+        return hashlib.sha256(self._tok.to_str().encode()).hexdigest()[:16]
+
+    def save(self, path: str | Path) -> None:
+        """Write ``tokenizer.json`` atomically."""
+        atomic_write_text(path, self._tok.to_str())
+
+    @classmethod
+    def load(cls, path: str | Path) -> StoryTokenizer:
+        """Read a ``tokenizer.json``; missing or corrupt files raise :class:`SagaError`."""
+        path = Path(path)
+        if not path.is_file():
+            raise SagaError(f"tokenizer not found: {path}")
+        try:
+            tok = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises plain Exception subclasses
+            raise SagaError(f"cannot read tokenizer {path}: {str(exc).splitlines()[0]}") from None
+        return cls(tok)
+
+
+class StreamDecoder:
+    """Incremental detokenizer: feed ids one at a time, get text only once characters are whole."""
+
+    def __init__(self, tokenizer: StoryTokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def add(self, token_id: int) -> str:
+        """Text completed by this token (may be empty while a multi-byte character is pending)."""
+        return self._utf8.decode(self._tokenizer.token_bytes(token_id))
+
+    def flush(self) -> str:
+        """Whatever is left at the end (an incomplete character becomes U+FFFD)."""
+        return self._utf8.decode(b"", final=True)
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> StoryTokenizer:
+    """Train a byte-level BPE on ``texts`` with the control tokens as the first ids."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=list(CONTROL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return StoryTokenizer(tok)

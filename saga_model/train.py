@@ -1,0 +1,322 @@
+"""The training loop: AdamW with warmup + cosine, a compiled step, evals, checkpoints, callbacks."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+
+from . import checkpoint as ckpt
+from .config import ModelConfig, TrainConfig
+from .data import PreparedData, eval_chunks, sample_batch, window_starts
+from .errors import SagaError
+from .generate import SamplingOptions, StoryRequest, tell_story
+from .model import StoryModel, count_parameters
+from .tokenizer import StoryTokenizer
+
+LOG_EVERY = 10
+
+
+@dataclass
+class StepMetrics:
+    """Reported every few steps."""
+
+    step: int
+    total_steps: int
+    loss: float
+    lr: float
+    grad_norm: float
+    tokens_per_sec: float
+    tokens_seen: int
+    elapsed: float
+
+
+@dataclass
+class EvalMetrics:
+    """Reported after each evaluation on the validation split."""
+
+    step: int
+    val_loss: float
+    val_bpb: float
+    is_best: bool
+    sample: str | None = None
+
+
+@dataclass
+class TrainSummary:
+    """What a finished (or stopped) run achieved."""
+
+    step: int
+    tokens_seen: int
+    elapsed: float
+    best_val_loss: float | None
+    best_step: int | None
+    stop_reason: str
+    output_dir: str
+
+
+class Callback:
+    """Receives training events; override the methods you need."""
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        """Called once with the run's settings, sizes and resume point."""
+
+    def on_step(self, metrics: StepMetrics) -> None:
+        """Called every few steps."""
+
+    def on_eval(self, metrics: EvalMetrics) -> None:
+        """Called after each validation pass."""
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        """Called after a checkpoint is written."""
+
+    def on_end(self, summary: TrainSummary) -> None:
+        """Called once when the run finishes or stops."""
+
+
+class MetricsLogger(Callback):
+    """Appends every event as one JSON line to ``metrics.jsonl`` so other processes can follow."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _write(self, event: str, payload: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"event": event, "time": time.time(), **payload}) + "\n")
+
+    def on_start(self, info: dict[str, Any]) -> None:  # noqa: D102
+        self._write("start", info)
+
+    def on_step(self, metrics: StepMetrics) -> None:  # noqa: D102
+        self._write("step", asdict(metrics))
+
+    def on_eval(self, metrics: EvalMetrics) -> None:  # noqa: D102
+        self._write("eval", asdict(metrics))
+
+    def on_checkpoint(self, step: int, path: Path) -> None:  # noqa: D102
+        self._write("checkpoint", {"step": step, "path": str(path)})
+
+    def on_end(self, summary: TrainSummary) -> None:  # noqa: D102
+        self._write("end", asdict(summary))
+
+
+def make_schedule(cfg: TrainConfig) -> Callable[[mx.array], mx.array]:
+    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``steps``."""
+    warmup = min(cfg.warmup_steps, cfg.steps - 1)
+    cosine = optim.cosine_decay(cfg.lr, max(1, cfg.steps - warmup), cfg.lr * cfg.min_lr_ratio)
+    if warmup == 0:
+        return cosine
+    return optim.join_schedules([optim.linear_schedule(0.0, cfg.lr, warmup), cosine], [warmup])
+
+
+def make_optimizer(cfg: TrainConfig) -> optim.Optimizer:
+    """AdamW with weight decay on matrices only (not on norm gains)."""
+    schedule = make_schedule(cfg)
+    betas = [cfg.beta1, cfg.beta2]
+    return optim.MultiOptimizer(
+        [optim.AdamW(schedule, betas=betas, weight_decay=cfg.weight_decay),
+         optim.AdamW(schedule, betas=betas, weight_decay=0.0)],
+        [lambda _path, weight: weight.ndim >= 2],
+    )
+
+
+def loss_terms(model: StoryModel, batch: mx.array, ignore_id: int | None = None
+               ) -> tuple[mx.array, mx.array]:
+    """Summed next-token cross-entropy (nats) of ``batch`` (B, L+1) and the number of targets.
+
+    Targets equal to ``ignore_id`` (the story-start marker in validation) are not counted.
+    """
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+    losses = nn.losses.cross_entropy(model(inputs), targets, reduction="none")
+    if ignore_id is None:
+        return losses.sum(), mx.array(targets.size, mx.float32)
+    mask = (targets != ignore_id).astype(mx.float32)
+    return (losses * mask).sum(), mask.sum()
+
+
+def evaluate(model: StoryModel, data: PreparedData, tokenizer: StoryTokenizer, context: int,
+             batch_size: int, max_batches: int = 0) -> tuple[float, float]:
+    """Validation loss (nats per story token) and bits per UTF-8 byte of the story text."""
+    total, count = mx.array(0.0), mx.array(0.0)
+    for chunk in eval_chunks(data.valid, context, batch_size, max_batches):
+        nats, n = loss_terms(model, mx.array(chunk), tokenizer.story_id)
+        total, count = total + nats, count + n
+        mx.eval(total, count)
+    nats_total, n_total = total.item(), count.item()
+    if n_total == 0:
+        raise SagaError("the validation split has no tokens")
+    # Every token but the story-start markers is a scored target when the whole split is used;
+    # with max_batches only part of it is, so count only that share of the text's bytes.
+    story_targets = data.valid.n_tokens - data.valid.starts.size
+    bytes_covered = data.valid.n_bytes * min(1.0, n_total / max(1, story_targets))
+    return nats_total / n_total, nats_total / math.log(2) / max(1.0, bytes_covered)
+
+
+def run_training(
+    data: PreparedData,
+    tokenizer: StoryTokenizer,
+    output_dir: str | Path,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    resume_from: Path | None = None,
+    callbacks: Sequence[Callback] = (),
+    stop_event: threading.Event | None = None,
+    sample_tokens: int = 0,
+) -> TrainSummary:
+    """Train (or resume) a model on prepared data, writing checkpoints into ``output_dir``.
+
+    Returns when ``train_config.steps`` are done, ``max_minutes`` have passed, validation stopped
+    improving for ``patience`` evaluations, or ``stop_event`` is set (a checkpoint is written
+    first, so ``resume_from`` can continue exactly). With ``sample_tokens`` each evaluation also
+    reports a short sample story.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = train_config
+    mx.random.seed(cfg.seed)
+    model = StoryModel(model_config)
+    model.compute_dtype = mx.bfloat16 if cfg.precision == "bfloat16" else mx.float32
+    optimizer = make_optimizer(cfg)
+    state = ckpt.TrainingState()
+    if resume_from is not None:
+        weights, _ = ckpt.load_arrays(resume_from / ckpt.WEIGHTS)
+        ckpt.apply_weights(model, weights, resume_from / ckpt.WEIGHTS)
+        optimizer.init(model.trainable_parameters())
+        ckpt.load_optimizer_state(optimizer, resume_from)
+        state, _ = ckpt.load_training_state(resume_from)
+    else:
+        optimizer.init(model.trainable_parameters())
+    mx.eval(model.parameters(), optimizer.state)
+    model.train()
+
+    context = model_config.context_length
+    starts = window_starts(data.train, context)
+    compiled_state = [model.state, optimizer.state, mx.random.state]
+
+    @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
+    def train_step(batch: mx.array) -> tuple[mx.array, mx.array]:
+        def loss_fn(m: StoryModel, b: mx.array) -> mx.array:
+            nats, count = loss_terms(m, b)
+            return nats / count
+
+        loss, grads = nn.value_and_grad(model, loss_fn)(model, batch)
+        grads, norm = optim.clip_grad_norm(grads, cfg.grad_clip or float("inf"))
+        optimizer.update(model, grads)
+        return loss, norm
+
+    def batch_for(step: int) -> np.ndarray:
+        return sample_batch(data.train, starts, cfg.batch_size, context, cfg.seed, step)
+
+    evals_since_best = 0
+
+    def run_eval(step: int) -> None:
+        nonlocal evals_since_best
+        model.eval()
+        val_loss, bpb = evaluate(model, data, tokenizer, context, cfg.batch_size,
+                                 cfg.eval_batches)
+        is_best = state.best_val_loss is None or val_loss < state.best_val_loss
+        if is_best:
+            state.best_val_loss, state.best_step = val_loss, step
+            ckpt.save_model(out / "best", model, tokenizer)
+        evals_since_best = 0 if is_best else evals_since_best + 1
+        sample = None
+        if sample_tokens:
+            options = SamplingOptions(max_tokens=sample_tokens, seed=step)
+            sample = tell_story(model, tokenizer, StoryRequest(), options)
+        model.train()
+        for cb in callbacks:
+            cb.on_eval(EvalMetrics(step, val_loss, bpb, is_best, sample))
+
+    def save(step: int) -> None:
+        path = ckpt.save_checkpoint(out, model, optimizer, tokenizer, state, cfg.to_dict())
+        ckpt.prune_checkpoints(out, cfg.keep_checkpoints, state.best_step)
+        for cb in callbacks:
+            cb.on_checkpoint(step, path)
+
+    info = {
+        "parameters": count_parameters(model), "model_config": model_config.to_dict(),
+        "train_config": cfg.to_dict(), "start_step": state.step,
+        "train_tokens": data.train.n_tokens, "valid_tokens": data.valid.n_tokens,
+        "device": str(mx.default_device()), "output_dir": str(out),
+    }
+    for cb in callbacks:
+        cb.on_start(info)
+
+    tokens_per_step = cfg.batch_size * context
+    deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else None
+    reason = "completed"
+    window_loss, window_start, window_steps = mx.array(0.0), time.perf_counter(), 0
+    run_start = time.perf_counter() - state.elapsed_seconds
+    next_batch = batch_for(state.step)
+    while state.step < cfg.steps:
+        if stop_event is not None and stop_event.is_set():
+            reason = "stopped"
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            reason = "time limit"
+            break
+        step = state.step
+        mx.random.seed(cfg.seed * 1_000_003 + step)  # dropout noise depends only on the step
+        loss, norm = train_step(mx.array(next_batch))
+        mx.async_eval(compiled_state, loss, norm)
+        window_loss = window_loss + loss
+        window_steps += 1
+        state.step += 1
+        state.tokens_seen += tokens_per_step
+        if state.step < cfg.steps:
+            next_batch = batch_for(state.step)
+        if state.step % LOG_EVERY == 0 or state.step == cfg.steps:
+            mean_loss = (window_loss / window_steps).item()
+            if not math.isfinite(mean_loss):
+                raise SagaError(f"training diverged (loss is {mean_loss}) at step {state.step}; "
+                                "try a lower --lr")
+            now = time.perf_counter()
+            state.elapsed_seconds = now - run_start
+            metrics = StepMetrics(
+                step=state.step, total_steps=cfg.steps, loss=mean_loss,
+                lr=float(optimizer.learning_rate.item()),
+                grad_norm=float(norm.item()),
+                tokens_per_sec=window_steps * tokens_per_step / max(now - window_start, 1e-9),
+                tokens_seen=state.tokens_seen, elapsed=state.elapsed_seconds,
+            )
+            for cb in callbacks:
+                cb.on_step(metrics)
+            window_loss, window_start, window_steps = mx.array(0.0), now, 0
+        if cfg.eval_every and state.step % cfg.eval_every == 0:
+            run_eval(state.step)
+            if cfg.patience and evals_since_best >= cfg.patience:
+                reason = "early stop"
+                break
+        if cfg.save_every and state.step % cfg.save_every == 0 and state.step < cfg.steps:
+            save(state.step)
+
+    mx.eval(compiled_state)
+    state.elapsed_seconds = time.perf_counter() - run_start
+    finished = reason != "stopped"
+    if finished and state.step > 0 and (not cfg.eval_every or state.step % cfg.eval_every):
+        run_eval(state.step)
+    save(state.step)
+    if finished:
+        best = out / "best"
+        if (best / ckpt.WEIGHTS).is_file():
+            weights, _ = ckpt.load_arrays(best / ckpt.WEIGHTS)
+            ckpt.apply_weights(model, weights, best / ckpt.WEIGHTS)
+        ckpt.write_final_outputs(out, model, tokenizer)
+    summary = TrainSummary(state.step, state.tokens_seen, state.elapsed_seconds,
+                           state.best_val_loss, state.best_step, reason, str(out))
+    for cb in callbacks:
+        cb.on_end(summary)
+    return summary
+

@@ -1,0 +1,56 @@
+"""Shared fixtures: the small story corpus and a tiny model trained once per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep caches, preferences and libraries of the test run out of the user's home."""
+    base = tmp_path_factory.mktemp("grain-home")
+    os.environ["GRAIN_CACHE_DIR"] = str(base / "cache")
+    os.environ["XDG_CACHE_HOME"] = str(base / "xdg-cache")
+    os.environ["XDG_CONFIG_HOME"] = str(base / "xdg-config")
+    os.environ["XDG_DATA_HOME"] = str(base / "xdg-data")
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    """Folder with train.txt (150 stories) and valid.txt (15 stories)."""
+    return FIXTURES / "stories"
+
+
+def run_cli(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a command-line entry point in a fresh Python process, as a user would."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Path:
+    """Output folder of a tiny model trained through the seed's train command."""
+    out = tmp_path_factory.mktemp("tiny-run") / "output"
+    result = run_cli("scripts/train.py", "--data_dir", str(corpus_dir), "--output_dir", str(out),
+                     "--config", "tiny", "--steps", "80", "--batch_size", "8",
+                     "--eval_every", "40", "--save_every", "40", "--quiet")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture()
+def tiny_model_dir(tiny_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny model folder that a test may modify."""
+    target = tmp_path / "model"
+    shutil.copytree(tiny_run, target)
+    return target

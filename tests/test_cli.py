@@ -1,0 +1,111 @@
+"""The command-line tools, run in a subprocess exactly as a user runs them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from saga_model import checkpoint as ckpt
+
+SEED_GENERATE = ["--theme", "adventure", "--tone", "cheerful", "--genre", "fantasy",
+                 "--characters", "Alice,Bob"]
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_seed_commands_work_as_written(tiny_run: Path) -> None:
+    """`scripts/train.py --data_dir --output_dir` ran in the fixture; now the seed generate line."""
+    assert {ckpt.FINAL_NPZ, ckpt.TOKENIZER, ckpt.CONFIG, "metrics.jsonl"} <= {
+        p.name for p in tiny_run.iterdir()}
+    result = run_cli("scripts/generate.py", "--model_path", str(tiny_run / ckpt.FINAL_NPZ),
+                     "--tokenizer_path", str(tiny_run / ckpt.TOKENIZER), *SEED_GENERATE)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.split()) > 5
+
+
+def test_generate_is_reproducible_with_a_seed(tiny_run: Path) -> None:
+    args = ["-m", "saga_model.cli.generate", "--model_path", str(tiny_run), "--seed", "3",
+            "--max_tokens", "30", "--opening", "Once upon a time", "--stats"]
+    first, second = run_cli(*args), run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    assert first.stdout.startswith("Once upon a time")
+    assert "tokens/s" in first.stderr
+
+
+def test_resume_requires_the_flag_and_then_continues(tiny_model_dir: Path,
+                                                     corpus_dir: Path) -> None:
+    again = run_cli("scripts/train.py", "--data_dir", str(corpus_dir),
+                    "--output_dir", str(tiny_model_dir))
+    assert_one_line_error(again, "already holds a training run", "--resume")
+    resumed = run_cli("scripts/train.py", "--output_dir", str(tiny_model_dir), "--resume",
+                      "--steps", "100", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "at step 100" in resumed.stdout
+    assert ckpt.list_checkpoints(tiny_model_dir)[-1].name == "step_0000100"
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["--data_dir", "/definitely/not/here"], ["data path not found"]),
+    (["--data_dir", "{empty}"], ["no .txt files"]),
+    (["--data_dir", "{blank}"], ["no stories found"]),
+    (["--data_dir", "{corpus}", "--steps", "lots"], ["invalid int value", "--steps"]),
+    (["--data_dir", "{corpus}", "--steps", "-3"], ["invalid value for steps"]),
+    (["--data_dir", "{corpus}", "--config", "huge"], ["unknown --config"]),
+    (["--output_dir", "{empty}", "--resume"], ["nothing to resume"]),
+    ([], ["--data_dir is required"]),
+])
+def test_train_errors_are_one_clear_line(tmp_path: Path, corpus_dir: Path, args: list[str],
+                                         fragments: list[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "blank").mkdir()
+    (tmp_path / "blank" / "a.txt").write_text("\n<|endoftext|>\n\n")
+    paths = {"empty": tmp_path / "empty", "blank": tmp_path / "blank", "corpus": corpus_dir}
+    args = [a.format(**paths) for a in args]
+    result = run_cli("scripts/train.py", "--output_dir", str(tmp_path / "out"), *args)
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "out" / ckpt.FINAL_NPZ).exists()
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["--theme", "pirates"], ["unknown theme 'pirates'", "adventure"]),
+    (["--genre", "western"], ["unknown genre", "fantasy"]),
+    (["--characters", "R2-D2!"], ["R2-D2!"]),
+    (["--temperature", "-1"], ["temperature"]),
+    (["--model_path", "{corrupt}"], ["not a valid model file"]),
+    (["--model_path", "{lonely}"], ["tokenizer not found"]),
+    (["--model_path", "/no/such/model.npz"], ["model not found"]),
+])
+def test_generate_errors_are_one_clear_line(tmp_path: Path, tiny_run: Path, args: list[str],
+                                            fragments: list[str]) -> None:
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 broken")
+    (tmp_path / "lonely.npz").write_bytes((tiny_run / ckpt.FINAL_NPZ).read_bytes())
+    paths = {"corrupt": tmp_path / "corrupt.npz", "lonely": tmp_path / "lonely.npz"}
+    args = [a.format(**paths) for a in args]
+    if "--model_path" not in args:
+        args += ["--model_path", str(tiny_run)]
+    assert_one_line_error(run_cli("scripts/generate.py", *args), *fragments)
+
+
+def test_version_shows_the_blas_in_use() -> None:
+    result = run_cli("-m", "saga_model.cli.train", "--version")
+    assert result.returncode == 0
+    assert "BLAS:" in result.stdout and "mlx" in result.stdout
+    plain = run_cli("-m", "saga_model.cli.generate", "--version",
+                    env={"GRAIN_NO_OPENBLAS": "1"})
+    assert "GRAIN_NO_OPENBLAS=1" in plain.stdout or "Accelerate" in plain.stdout
+
+
+def test_list_shows_the_choices() -> None:
+    result = run_cli("-m", "saga_model.cli.generate", "--list")
+    assert result.returncode == 0
+    assert "themes: adventure" in result.stdout and "animal fable" in result.stdout

@@ -1,0 +1,119 @@
+"""Reading, cleaning, splitting and caching story corpora."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from saga_model.data import (
+    TokenSplit,
+    clean_story,
+    eval_chunks,
+    load_splits,
+    prepare_data,
+    read_stories,
+    sample_batch,
+    window_starts,
+)
+from saga_model.errors import SagaError
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_clean_story_repairs_and_normalises() -> None:
+    raw = "  â€œHi,â€\x9d said   Tom.\r\n\r\n\r\n\tIt’s “fun”… <|theme|>really!  "
+    assert clean_story(raw) == '"Hi," said Tom.\n\nIt\'s "fun"... really!'
+    assert clean_story("Cafe\u0301") == "Café"  # NFC
+
+
+def test_reads_separated_stories_and_one_story_per_file(tmp_path: Path) -> None:
+    write(tmp_path / "many.txt", "One.\n<|endoftext|>\nTwo.\n<|endoftext|>\n\n<|endoftext|>\nOne.")
+    write(tmp_path / "sub" / "single.txt", "Three has\nlines.")
+    write(tmp_path / "notes.md", "not a story")
+    assert read_stories(tmp_path) == ["One.", "Two.", "Three has\nlines."]
+    assert read_stories(tmp_path / "many.txt") == ["One.", "Two."]
+
+
+def test_missing_empty_and_storyless_inputs_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(SagaError, match="not found"):
+        read_stories(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SagaError, match="no .txt files"):
+        read_stories(tmp_path / "empty")
+    write(tmp_path / "blank" / "a.txt", "\n\n<|endoftext|>\n   \n")
+    with pytest.raises(SagaError, match="no stories found"):
+        load_splits(tmp_path / "blank", 0.05)
+    write(tmp_path / "one" / "a.txt", "Just one story.")
+    with pytest.raises(SagaError, match="at least 2 stories"):
+        load_splits(tmp_path / "one", 0.05)
+
+
+def test_valid_txt_is_the_validation_split(corpus_dir: Path) -> None:
+    train, valid = load_splits(corpus_dir, 0.05)
+    assert (len(train), len(valid)) == (150, 15)
+    assert not set(train) & set(valid)
+
+
+def test_hash_split_is_deterministic_and_order_free(tmp_path: Path) -> None:
+    stories = [f"Story number {i} about a cat." for i in range(200)]
+    write(tmp_path / "a" / "all.txt", "\n<|endoftext|>\n".join(stories))
+    write(tmp_path / "b" / "all.txt", "\n<|endoftext|>\n".join(reversed(stories)))
+    train_a, valid_a = load_splits(tmp_path / "a", 0.1)
+    train_b, valid_b = load_splits(tmp_path / "b", 0.1)
+    assert set(valid_a) == set(valid_b)
+    assert 5 <= len(valid_a) <= 40
+    assert len(train_a) + len(valid_a) == 200
+
+
+def test_prepare_data_caches_tokens(corpus_dir: Path, tmp_path: Path) -> None:
+    tokenizer, data = prepare_data(corpus_dir, tmp_path, vocab_size=800, seed=1)
+    assert data.train.tokens.dtype == np.uint16
+    assert isinstance(data.train.tokens, np.memmap)
+    assert data.train.starts.size == 150 and data.valid.starts.size == 15
+    # Every training example begins with a control token; validation ones with <|story|>.
+    assert (data.train.tokens[data.train.starts] < tokenizer.n_control).all()
+    assert (data.valid.tokens[data.valid.starts] == tokenizer.story_id).all()
+    assert int((data.train.tokens == tokenizer.eos_id).sum()) == 150
+    again_tokenizer, again = prepare_data(corpus_dir, tmp_path, vocab_size=800, seed=1)
+    assert again.cache_dir == data.cache_dir
+    assert again_tokenizer.fingerprint() == tokenizer.fingerprint()
+    assert np.array_equal(again.train.tokens, data.train.tokens)
+    _, other = prepare_data(corpus_dir, tmp_path, vocab_size=800, seed=2)
+    assert other.cache_dir != data.cache_dir  # different augmentation, different cache
+
+
+def test_augment_copies_multiply_training_examples(corpus_dir: Path, tmp_path: Path) -> None:
+    _, data = prepare_data(corpus_dir, tmp_path, vocab_size=800, augment_copies=2)
+    assert data.train.starts.size == 300
+
+
+def test_batches_are_reproducible_per_step() -> None:
+    split = TokenSplit(tokens=np.arange(1000, dtype=np.uint16),
+                       starts=np.arange(0, 1000, 100), n_bytes=0)
+    starts = window_starts(split, 128)  # stories (100 tokens) fit: windows start at stories
+    a = sample_batch(split, starts, 4, 128, seed=0, step=5)
+    assert a.shape == (4, 129)
+    assert np.array_equal(a, sample_batch(split, starts, 4, 128, seed=0, step=5))
+    assert not np.array_equal(a, sample_batch(split, starts, 4, 128, seed=0, step=6))
+    assert set(a[:, 0]) <= set(range(0, 1000, 100))
+
+
+def test_long_stories_get_extra_window_starts() -> None:
+    split = TokenSplit(tokens=np.zeros(1000, np.uint16), starts=np.array([0, 900]), n_bytes=0)
+    assert list(window_starts(split, 200)) == [0, 100, 200, 300, 400, 500, 600, 700]
+    tiny = TokenSplit(tokens=np.zeros(10, np.uint16), starts=np.array([0]), n_bytes=0)
+    with pytest.raises(SagaError, match="only 10 tokens"):
+        window_starts(tiny, 32)
+
+
+def test_eval_chunks_cover_the_split_once() -> None:
+    split = TokenSplit(tokens=np.arange(101, dtype=np.uint16), starts=np.array([0]), n_bytes=0)
+    chunks = np.concatenate(list(eval_chunks(split, 25, batch_size=3)))
+    assert chunks.shape == (4, 26)
+    assert np.array_equal(np.concatenate([c[1:] for c in chunks]), np.arange(1, 101))

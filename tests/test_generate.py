@@ -1,0 +1,121 @@
+"""Samplers, streaming generation, the KV-cache decode path and story requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from saga_model import SamplingOptions, StoryModel, StoryRequest, stream_story, tell_story
+from saga_model.config import PRESETS, ModelConfig
+from saga_model.data import read_stories
+from saga_model.errors import SagaError
+from saga_model.generate import MLXDecoder, generate_tokens, sample_token
+from saga_model.tokenizer import StoryTokenizer, train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer(corpus_dir: Path) -> StoryTokenizer:
+    return train_tokenizer(read_stories(corpus_dir), vocab_size=600)
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer: StoryTokenizer) -> StoryModel:
+    mx.random.seed(3)
+    cfg = ModelConfig.from_dict({**PRESETS["tiny"].to_dict(), "vocab_size": tokenizer.vocab_size,
+                                 "context_length": 64})
+    m = StoryModel(cfg)
+    m.eval()
+    return m
+
+
+def test_greedy_picks_the_largest_logit() -> None:
+    logits = np.array([0.1, 2.0, -1.0, 1.9], dtype=np.float32)
+    rng = np.random.default_rng(0)
+    assert sample_token(logits, SamplingOptions(temperature=0), rng) == 1
+    assert all(sample_token(logits, SamplingOptions(top_k=1), rng) == 1 for _ in range(20))
+    assert all(sample_token(logits, SamplingOptions(top_p=0.01), rng) == 1 for _ in range(20))
+
+
+def test_top_k_and_min_p_only_sample_allowed_tokens() -> None:
+    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+    rng = np.random.default_rng(0)
+    top2 = {sample_token(logits, SamplingOptions(temperature=1, top_p=1, top_k=2), rng)
+            for _ in range(300)}
+    assert top2 == {0, 1}
+    min_p = {sample_token(logits, SamplingOptions(temperature=1, top_p=1, min_p=0.2), rng)
+             for _ in range(300)}
+    assert min_p == {0, 1, 2}
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
+    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+    rng = np.random.default_rng(1)
+    seen = {sample_token(logits, SamplingOptions(temperature=1, top_p=0.75), rng)
+            for _ in range(300)}
+    assert seen == {0, 1}
+
+
+def test_repetition_penalty_discourages_recent_tokens() -> None:
+    logits = np.array([2.0, 1.9, 0.0])
+    rng = np.random.default_rng(0)
+    options = SamplingOptions(temperature=0, repetition_penalty=1.5)
+    assert sample_token(logits, options, rng, recent=[0]) == 1
+    assert sample_token(logits, options, rng, recent=[]) == 0
+
+
+def test_same_seed_same_story(model: StoryModel, tokenizer: StoryTokenizer) -> None:
+    request = StoryRequest.create(theme="adventure", characters="Alice,Bob")
+    options = SamplingOptions(seed=7, max_tokens=40)
+    first = tell_story(model, tokenizer, request, options)
+    assert first == tell_story(model, tokenizer, request, options)
+    assert first != tell_story(model, tokenizer, request, SamplingOptions(seed=8, max_tokens=40))
+
+
+def test_kv_cache_decoding_equals_recomputing_the_prefix(model: StoryModel,
+                                                         tokenizer: StoryTokenizer) -> None:
+    prompt = tokenizer.encode("<|theme|> magic<|story|>Once upon a time")
+    greedy = SamplingOptions(temperature=0, max_tokens=30)
+    cached = list(generate_tokens(MLXDecoder(model), prompt, greedy))
+    tokens = list(prompt)
+    for _ in range(30):  # the naive loop: run the whole sequence again for every token
+        tokens.append(int(mx.argmax(model(mx.array([tokens]))[0, -1]).item()))
+    assert cached == tokens[len(prompt):]
+
+
+def test_stream_pieces_make_up_the_story(model: StoryModel, tokenizer: StoryTokenizer) -> None:
+    request = StoryRequest.create(opening="Once upon a time")
+    pieces = list(stream_story(model, tokenizer, request, SamplingOptions(seed=1, max_tokens=25)))
+    assert pieces[0].text == "Once upon a time"
+    assert pieces[-1].finish_reason in {"end", "length"}
+    assert all(p.finish_reason is None for p in pieces[:-1])
+    assert pieces[-1].n_tokens <= 25
+    text = "".join(p.text for p in pieces)
+    assert text == tell_story(model, tokenizer, request, SamplingOptions(seed=1, max_tokens=25))
+
+
+def test_stories_longer_than_the_context_keep_going(model: StoryModel,
+                                                    tokenizer: StoryTokenizer) -> None:
+    ids = list(generate_tokens(MLXDecoder(model), tokenizer.encode("<|story|>"),
+                               SamplingOptions(seed=2, max_tokens=200), banned_ids=[0]))
+    assert len(ids) == 200  # context is 64: the cache was rebuilt several times
+
+
+def test_control_tokens_never_appear_in_stories(model: StoryModel,
+                                                tokenizer: StoryTokenizer) -> None:
+    options = SamplingOptions(temperature=2.0, top_p=1.0, seed=5, max_tokens=120)
+    for piece in stream_story(model, tokenizer, StoryRequest(), options):
+        assert "<|" not in piece.text
+
+
+def test_request_validation() -> None:
+    request = StoryRequest.create(theme="Adventure", tone="CHEERFUL", genre="sci-fi",
+                                  characters=" zara , Milo ")
+    assert request.prompt() == ("<|theme|> adventure<|tone|> cheerful<|genre|> sci-fi"
+                                "<|characters|> Zara, Milo<|story|>")
+    with pytest.raises(SagaError, match="unknown theme 'pirates'.*adventure"):
+        StoryRequest.create(theme="pirates")
+    with pytest.raises(SagaError, match="temperature"):
+        SamplingOptions(temperature=-1)

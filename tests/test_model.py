@@ -1,0 +1,77 @@
+"""The transformer: size, shapes, causal masking, KV cache and mixed precision."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from saga_model import ModelConfig, StoryModel, count_parameters
+from saga_model.config import PRESETS
+from saga_model.errors import SagaError
+
+
+def small_config(**changes: object) -> ModelConfig:
+    return ModelConfig.from_dict({**PRESETS["tiny"].to_dict(), "vocab_size": 300, **changes})
+
+
+def test_seed_config_has_the_documented_shape_and_size() -> None:
+    cfg = ModelConfig()
+    assert (cfg.vocab_size, cfg.context_length, cfg.d_model, cfg.n_layers, cfg.n_heads,
+            cfg.ffn_dim) == (8000, 512, 128, 3, 4, 384)
+    assert count_parameters(StoryModel(cfg)) == 2_540_416
+
+
+def test_logits_have_batch_length_vocab_shape() -> None:
+    model = StoryModel(small_config())
+    assert model(mx.zeros((3, 17), dtype=mx.int32)).shape == (3, 17, 300)
+
+
+def test_future_tokens_do_not_change_past_logits() -> None:
+    mx.random.seed(0)
+    model = StoryModel(small_config(n_layers=2))
+    a = mx.random.randint(0, 300, (1, 20))
+    b = mx.concatenate([a[:, :10], mx.random.randint(0, 300, (1, 10))], axis=1)
+    la, lb = model(a), model(b)
+    assert mx.allclose(la[:, :10], lb[:, :10], atol=1e-5)
+    assert not mx.allclose(la[:, 10:], lb[:, 10:], atol=1e-3)
+
+
+def test_kv_cache_matches_full_recomputation() -> None:
+    mx.random.seed(1)
+    model = StoryModel(small_config(n_layers=2))
+    tokens = mx.random.randint(0, 300, (1, 40))
+    full = model(tokens)
+    cache = model.make_cache()
+    pieces = [model(tokens[:, :15], cache)]  # prefill a prompt, then one token at a time
+    pieces += [model(tokens[:, i : i + 1], cache) for i in range(15, 40)]
+    incremental = mx.concatenate(pieces, axis=1)
+    assert np.abs(np.array(full - incremental)).max() < 1e-4
+    assert cache[0].offset == 40
+
+
+def test_bfloat16_compute_stays_close_to_float32() -> None:
+    mx.random.seed(2)
+    model = StoryModel(small_config())
+    tokens = mx.random.randint(0, 300, (2, 16))
+    reference = model(tokens)
+    model.compute_dtype = mx.bfloat16
+    mixed = model(tokens)
+    assert mixed.dtype == mx.float32
+    assert np.abs(np.array(reference - mixed)).max() < 0.05
+
+
+@pytest.mark.parametrize("changes", [{"d_model": 30, "n_heads": 4}, {"n_layers": 0},
+                                     {"dropout": 1.5}])
+def test_invalid_shapes_are_rejected(changes: dict[str, object]) -> None:
+    with pytest.raises(SagaError):
+        small_config(**changes)
+
+
+def test_config_json_round_trip(tmp_path) -> None:
+    cfg = small_config(dropout=0.1)
+    cfg.save(tmp_path / "config.json")
+    assert ModelConfig.load(tmp_path / "config.json") == cfg
+    (tmp_path / "bad.json").write_text('{"d_model": 64, "colour": "blue"}')
+    with pytest.raises(SagaError, match="unknown keys: colour"):
+        ModelConfig.load(tmp_path / "bad.json")
