@@ -1,0 +1,5 @@
+"""``python -m tui``: the same as the ``grain-tui`` command."""
+
+from tui.app import run
+
+run()

@@ -1,0 +1,143 @@
+"""User preferences: last story settings, chosen model, theme, training form (TOML).
+
+Read with :mod:`tomllib`, written atomically with :mod:`tomli_w`. A file that cannot be read
+is moved aside (never deleted) and the app starts from defaults with a message for the user.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from saga_model.atomic import atomic_write_text
+
+DARK_THEME = "textual-dark"
+LIGHT_THEME = "textual-light"
+
+
+@dataclass
+class StorySettings:
+    """The story form; empty strings mean "any"."""
+
+    theme: str = ""
+    tone: str = ""
+    genre: str = ""
+    characters: str = ""
+    opening: str = ""
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = 400
+    seed: int | None = None
+
+
+@dataclass
+class TrainingSettings:
+    """The training form."""
+
+    data_dir: str = ""
+    preset: str = "seed"
+    steps: int = 2000
+    extra_args: str = ""
+
+
+@dataclass
+class Preferences:
+    """Everything the app remembers between sessions."""
+
+    theme: str = DARK_THEME
+    model: str = ""
+    story: StorySettings = field(default_factory=StorySettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+
+
+@dataclass
+class LoadedPreferences:
+    """Preferences read from disk, plus a message for the user when something was wrong."""
+
+    prefs: Preferences
+    warning: str | None = None
+
+
+def _coerce(annotation: Any, value: Any) -> tuple[bool, Any]:
+    """``(True, value)`` if a TOML value fits a field's type (ints are fine for floats)."""
+    allowed = set(typing.get_args(annotation)) or {annotation}
+    if isinstance(value, bool):
+        return bool in allowed, value
+    if isinstance(value, int) and float in allowed:
+        return True, float(value)
+    return any(isinstance(value, t) for t in allowed if isinstance(t, type)), value
+
+
+def _fill(obj: Any, table: dict[str, Any], prefix: str, problems: list[str]) -> None:
+    """Copy the valid values of ``table`` onto the dataclass ``obj``; note the invalid ones."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        if f.name not in table:
+            continue
+        value = table[f.name]
+        current = getattr(obj, f.name)
+        if dataclasses.is_dataclass(current):
+            if isinstance(value, dict):
+                _fill(current, value, f"{prefix}{f.name}.", problems)
+            else:
+                problems.append(f"{prefix}{f.name}")
+            continue
+        ok, value = _coerce(hints[f.name], value)
+        if ok:
+            setattr(obj, f.name, value)
+        else:
+            problems.append(f"{prefix}{f.name}")
+
+
+def _backup(path: Path) -> Path | None:
+    """Move an unreadable preferences file aside; returns where it went (None if it could not)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    number = 1
+    while target.exists():
+        number += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
+    try:
+        os.replace(path, target)
+    except OSError:
+        return None
+    return target
+
+
+def load_preferences(path: Path) -> LoadedPreferences:
+    """Read preferences; a missing file gives defaults, a corrupt one is backed up first."""
+    prefs = Preferences()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return LoadedPreferences(prefs)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        backup = _backup(path)
+        where = f"it was kept as {backup}" if backup else "it was left as it is"
+        return LoadedPreferences(prefs, f"Could not read your preferences ({exc}); {where}. "
+                                        "Starting from the default settings.")
+    problems: list[str] = []
+    _fill(prefs, data, "", problems)
+    warning = None
+    if problems:
+        warning = f"Ignored invalid preference values: {', '.join(problems)}."
+    return LoadedPreferences(prefs, warning)
+
+
+def _without_none(value: Any) -> Any:
+    """TOML has no null: drop ``None`` values (they mean "use the default")."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def save_preferences(path: Path, prefs: Preferences) -> None:
+    """Write preferences atomically (readers see the old file or the new one, never half)."""
+    atomic_write_text(path, tomli_w.dumps(_without_none(dataclasses.asdict(prefs))))
