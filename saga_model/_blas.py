@@ -54,7 +54,8 @@ def _preload() -> None:
         return
     path = _find_openblas()
     if path is None:
-        blas_in_use = "bundled reference BLAS (install libopenblas0-pthread for ~20x faster CPU math)"
+        blas_in_use = ("bundled reference BLAS (install libopenblas0-pthread for ~20x faster "
+                       "CPU math)")
         return
     try:
         ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)

@@ -51,7 +51,7 @@ def _save_safetensors(path: Path, arrays: dict[str, mx.array], metadata: dict[st
 
 
 def save_model(directory: str | Path, model: StoryModel, tokenizer: StoryTokenizer) -> None:
-    """Write a loadable model directory: ``model.safetensors``, ``config.json``, ``tokenizer.json``."""
+    """Write a loadable model folder: ``model.safetensors``, ``config.json``, ``tokenizer.json``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config_json = json.dumps(model.config.to_dict())

@@ -309,7 +309,7 @@ def window_starts(split: TokenSplit, context: int) -> np.ndarray:
 
 def sample_batch(split: TokenSplit, starts: np.ndarray, batch_size: int, context: int,
                  seed: int, step: int) -> np.ndarray:
-    """The batch of ``(batch_size, context + 1)`` tokens for ``step`` (same seed+step -> same batch)."""
+    """The ``(batch_size, context + 1)`` tokens of ``step``: same seed and step, same batch."""
     rng = np.random.default_rng([seed, step])
     chosen = starts[rng.integers(0, starts.size, size=batch_size)]
     return np.asarray(split.tokens[chosen[:, None] + np.arange(context + 1)], dtype=np.int32)
@@ -321,10 +321,8 @@ def eval_chunks(split: TokenSplit, context: int, batch_size: int,
     length = min(context, split.n_tokens - 1)
     n_windows = (split.n_tokens - 1) // length
     offsets = np.arange(n_windows) * length
-    batches = 0
-    for i in range(0, n_windows, batch_size):
+    for batch, i in enumerate(range(0, n_windows, batch_size)):
+        if max_batches and batch >= max_batches:
+            return
         rows = offsets[i : i + batch_size]
         yield np.asarray(split.tokens[rows[:, None] + np.arange(length + 1)], dtype=np.int32)
-        batches += 1
-        if max_batches and batches >= max_batches:
-            return

@@ -120,12 +120,12 @@ class MLXDecoder:
         self.context_length = model.config.context_length
         self._cache = model.make_cache()
 
-    def prefill(self, token_ids: Sequence[int]) -> np.ndarray:  # noqa: D102
+    def prefill(self, token_ids: Sequence[int]) -> np.ndarray:
         self._cache = self.model.make_cache()
         logits = self.model(mx.array([list(token_ids)]), self._cache)[0, -1]
         return np.array(logits)
 
-    def step(self, token_id: int) -> np.ndarray:  # noqa: D102
+    def step(self, token_id: int) -> np.ndarray:
         return np.array(self.model(mx.array([[token_id]]), self._cache)[0, -1])
 
 

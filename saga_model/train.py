@@ -95,19 +95,19 @@ class MetricsLogger(Callback):
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"event": event, "time": time.time(), **payload}) + "\n")
 
-    def on_start(self, info: dict[str, Any]) -> None:  # noqa: D102
+    def on_start(self, info: dict[str, Any]) -> None:
         self._write("start", info)
 
-    def on_step(self, metrics: StepMetrics) -> None:  # noqa: D102
+    def on_step(self, metrics: StepMetrics) -> None:
         self._write("step", asdict(metrics))
 
-    def on_eval(self, metrics: EvalMetrics) -> None:  # noqa: D102
+    def on_eval(self, metrics: EvalMetrics) -> None:
         self._write("eval", asdict(metrics))
 
-    def on_checkpoint(self, step: int, path: Path) -> None:  # noqa: D102
+    def on_checkpoint(self, step: int, path: Path) -> None:
         self._write("checkpoint", {"step": step, "path": str(path)})
 
-    def on_end(self, summary: TrainSummary) -> None:  # noqa: D102
+    def on_end(self, summary: TrainSummary) -> None:
         self._write("end", asdict(summary))
 
 

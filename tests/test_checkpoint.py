@@ -42,7 +42,7 @@ def test_npz_is_self_describing_and_pickle_free(tiny_model_dir: Path, tmp_path: 
 def test_missing_tokenizer_is_reported(tiny_model_dir: Path, tmp_path: Path) -> None:
     lone = tmp_path / "model.npz"
     lone.write_bytes((tiny_model_dir / ckpt.FINAL_NPZ).read_bytes())
-    with pytest.raises(SagaError, match="tokenizer not found.*--tokenizer_path"):
+    with pytest.raises(SagaError, match=r"tokenizer not found.*--tokenizer_path"):
         load_model(lone)
 
 

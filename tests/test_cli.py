@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from saga_model import checkpoint as ckpt
 
 SEED_GENERATE = ["--theme", "adventure", "--tone", "cheerful", "--genre", "fantasy",

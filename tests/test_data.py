@@ -44,7 +44,7 @@ def test_missing_empty_and_storyless_inputs_are_clear_errors(tmp_path: Path) -> 
     with pytest.raises(SagaError, match="not found"):
         read_stories(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SagaError, match="no .txt files"):
+    with pytest.raises(SagaError, match=r"no \.txt files"):
         read_stories(tmp_path / "empty")
     write(tmp_path / "blank" / "a.txt", "\n\n<|endoftext|>\n   \n")
     with pytest.raises(SagaError, match="no stories found"):
@@ -65,7 +65,7 @@ def test_hash_split_is_deterministic_and_order_free(tmp_path: Path) -> None:
     write(tmp_path / "a" / "all.txt", "\n<|endoftext|>\n".join(stories))
     write(tmp_path / "b" / "all.txt", "\n<|endoftext|>\n".join(reversed(stories)))
     train_a, valid_a = load_splits(tmp_path / "a", 0.1)
-    train_b, valid_b = load_splits(tmp_path / "b", 0.1)
+    _, valid_b = load_splits(tmp_path / "b", 0.1)
     assert set(valid_a) == set(valid_b)
     assert 5 <= len(valid_a) <= 40
     assert len(train_a) + len(valid_a) == 200

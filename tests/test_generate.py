@@ -115,7 +115,7 @@ def test_request_validation() -> None:
                                   characters=" zara , Milo ")
     assert request.prompt() == ("<|theme|> adventure<|tone|> cheerful<|genre|> sci-fi"
                                 "<|characters|> Zara, Milo<|story|>")
-    with pytest.raises(SagaError, match="unknown theme 'pirates'.*adventure"):
+    with pytest.raises(SagaError, match=r"unknown theme 'pirates'.*adventure"):
         StoryRequest.create(theme="pirates")
     with pytest.raises(SagaError, match="temperature"):
         SamplingOptions(temperature=-1)

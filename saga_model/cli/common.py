@@ -17,7 +17,7 @@ EXIT_USAGE = 2
 class ArgumentParser(argparse.ArgumentParser):
     """An argparse parser whose errors are a single line on stderr, exit code 2."""
 
-    def error(self, message: str) -> NoReturn:  # noqa: D102
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 

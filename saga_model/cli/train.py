@@ -57,7 +57,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--context_length", type=int, help="context length in tokens")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --output_dir from its newest checkpoint")
-    parser.add_argument("--tokenizer_path", help="reuse this tokenizer.json instead of training one")
+    parser.add_argument("--tokenizer_path",
+                        help="reuse this tokenizer.json instead of training one")
     parser.add_argument("--cache_dir", help="where tokenized data is cached")
     parser.add_argument("--sample_tokens", type=int, default=0,
                         help="after each evaluation, write a sample story of N tokens")
@@ -91,7 +92,7 @@ class ConsoleReport(Callback):
     def __init__(self, status: StatusLine) -> None:
         self.status = status
 
-    def on_start(self, info: dict[str, Any]) -> None:  # noqa: D102
+    def on_start(self, info: dict[str, Any]) -> None:
         m = info["model_config"]
         self.status.print(
             f"model: {info['parameters']:,} parameters (d_model {m['d_model']}, {m['n_layers']} "
@@ -102,21 +103,21 @@ class ConsoleReport(Callback):
         if info["start_step"]:
             self.status.print(f"resuming at step {info['start_step']}")
 
-    def on_step(self, m: StepMetrics) -> None:  # noqa: D102
+    def on_step(self, m: StepMetrics) -> None:
         remaining = (m.total_steps - m.step) * m.elapsed / max(1, m.step)
         self.status.update(
             f"step {m.step}/{m.total_steps} | loss {m.loss:.3f} | lr {m.lr:.2e} | "
             f"{m.tokens_per_sec:,.0f} tok/s | {format_duration(m.elapsed)} elapsed, "
             f"ETA {format_duration(remaining)}")
 
-    def on_eval(self, m: EvalMetrics) -> None:  # noqa: D102
+    def on_eval(self, m: EvalMetrics) -> None:
         best = " (best)" if m.is_best else ""
         self.status.print(f"step {m.step}: val loss {m.val_loss:.4f}, "
                           f"{m.val_bpb:.4f} bits/byte{best}")
         if m.sample:
             self.status.print(f"  sample: {m.sample.strip()[:300]}")
 
-    def on_end(self, s: TrainSummary) -> None:  # noqa: D102
+    def on_end(self, s: TrainSummary) -> None:
         self.status.close()
 
 
