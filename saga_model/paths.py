@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from platformdirs import user_cache_dir
-
 APP_NAME = "grain-de-saga"
 
 
@@ -18,4 +16,8 @@ def default_model_dir() -> Path:
 def token_cache_dir() -> Path:
     """Where prepared token streams are cached (``GRAIN_CACHE_DIR`` overrides)."""
     override = os.environ.get("GRAIN_CACHE_DIR")
-    return Path(override) if override else Path(user_cache_dir(APP_NAME)) / "tokens"
+    if override:
+        return Path(override)
+    from platformdirs import user_cache_dir  # imported late: only needed without the override
+
+    return Path(user_cache_dir(APP_NAME)) / "tokens"
