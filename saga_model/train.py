@@ -145,6 +145,29 @@ def loss_terms(model: StoryModel, batch: mx.array, ignore_id: int | None = None
     return (losses * mask).sum(), mask.sum()
 
 
+def build_train_step(model: StoryModel, optimizer: optim.Optimizer, grad_clip: float
+                     ) -> tuple[Callable[[mx.array], tuple[mx.array, mx.array]], list[Any]]:
+    """The compiled training step ``batch (B, L+1) -> (mean loss, gradient norm)``.
+
+    Also returns the state the step reads and updates (model, optimizer, random state), which
+    callers pass to ``mx.eval``/``mx.async_eval`` after each step.
+    """
+    state = [model.state, optimizer.state, mx.random.state]
+
+    def loss_fn(m: StoryModel, batch: mx.array) -> mx.array:
+        nats, count = loss_terms(m, batch)
+        return nats / count
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(batch: mx.array) -> tuple[mx.array, mx.array]:
+        loss, grads = nn.value_and_grad(model, loss_fn)(model, batch)
+        grads, norm = optim.clip_grad_norm(grads, grad_clip or float("inf"))
+        optimizer.update(model, grads)
+        return loss, norm
+
+    return step, state
+
+
 def evaluate(model: StoryModel, data: PreparedData, tokenizer: StoryTokenizer, context: int,
              batch_size: int, max_batches: int = 0) -> tuple[float, float]:
     """Validation loss (nats per story token) and bits per UTF-8 byte of the story text."""
@@ -203,18 +226,7 @@ def run_training(
 
     context = model_config.context_length
     starts = window_starts(data.train, context)
-    compiled_state = [model.state, optimizer.state, mx.random.state]
-
-    @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
-    def train_step(batch: mx.array) -> tuple[mx.array, mx.array]:
-        def loss_fn(m: StoryModel, b: mx.array) -> mx.array:
-            nats, count = loss_terms(m, b)
-            return nats / count
-
-        loss, grads = nn.value_and_grad(model, loss_fn)(model, batch)
-        grads, norm = optim.clip_grad_norm(grads, cfg.grad_clip or float("inf"))
-        optimizer.update(model, grads)
-        return loss, norm
+    train_step, compiled_state = build_train_step(model, optimizer, cfg.grad_clip)
 
     def batch_for(step: int) -> np.ndarray:
         return sample_batch(data.train, starts, cfg.batch_size, context, cfg.seed, step)
