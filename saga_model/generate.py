@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -13,6 +14,7 @@ import numpy as np
 from . import labels as lab
 from .data import clean_story
 from .errors import SagaError
+from .fast_decode import NumpyDecoder
 from .model import StoryModel
 from .tokenizer import StoryTokenizer
 
@@ -29,6 +31,7 @@ class SamplingOptions:
     repetition_window: int = 64
     max_tokens: int = 400
     seed: int | None = None
+    name_boost: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -44,6 +47,8 @@ class SamplingOptions:
             problems.append("repetition_penalty must be > 0")
         if self.max_tokens <= 0:
             problems.append("max_tokens must be > 0")
+        if self.name_boost < 0:
+            problems.append("name_boost must be >= 0")
         if problems:
             raise SagaError("; ".join(problems))
 
@@ -129,6 +134,22 @@ class MLXDecoder:
         return np.array(self.model(mx.array([[token_id]]), self._cache)[0, -1])
 
 
+def make_decoder(model: StoryModel) -> Decoder:
+    """The decoder to run ``model`` with: NumPy on a CPU, MLX on a GPU (Apple Silicon, CUDA).
+
+    Both give the same logits (float32, up to rounding); on a CPU MLX's per-operation overhead
+    makes its decode several times slower (see docs/performance.md). Models computing in
+    another dtype than float32 always use MLX. ``GRAIN_DECODER=mlx|numpy`` forces one.
+    """
+    choice = os.environ.get("GRAIN_DECODER", "").strip().lower()
+    if choice not in ("", "mlx", "numpy"):
+        raise SagaError(f"GRAIN_DECODER must be 'mlx' or 'numpy', not {choice!r}")
+    if not choice:
+        on_cpu = mx.default_device().type == mx.DeviceType.cpu
+        choice = "numpy" if on_cpu and model.compute_dtype == mx.float32 else "mlx"
+    return NumpyDecoder(model) if choice == "numpy" else MLXDecoder(model)
+
+
 def sample_token(logits: np.ndarray, options: SamplingOptions, rng: np.random.Generator,
                  recent: Sequence[int] = ()) -> int:
     """Pick the next token from raw logits: repetition penalty, temperature, top-k/p, min-p."""
@@ -159,27 +180,90 @@ def sample_token(logits: np.ndarray, options: SamplingOptions, rng: np.random.Ge
     return int(rng.choice(probs.size, p=probs))
 
 
+LogitsProcessor = Callable[[Sequence[int], np.ndarray], None]
+"""Adjusts next-token logits in place, given the story's tokens so far (opening + generated)."""
+
+
+def ban_tokens(token_ids: Sequence[int]) -> LogitsProcessor:
+    """A processor that makes ``token_ids`` impossible (e.g. control tokens inside a story)."""
+    banned = np.asarray(list(token_ids), dtype=np.int64)
+
+    def process(_story: Sequence[int], logits: np.ndarray) -> None:
+        logits[banned] = -np.inf
+
+    return process
+
+
+class NameReminder:
+    """A processor nudging the sampler towards requested names the story has not used yet.
+
+    Until a name appears, ``strength`` is added to the logit of the token that would begin it
+    (" Name", or "Name" at the start of a line) — or, once the story ends with the first part of
+    a name, to the token that continues it. The model still decides where a name fits.
+    """
+
+    def __init__(self, tokenizer: StoryTokenizer, names: Sequence[str], strength: float) -> None:
+        self.strength = strength
+        self.pending = {name: [tokenizer.encode(" " + name), tokenizer.encode(name)]
+                        for name in names}
+        # A name starting with a bare-space token (rare names in small vocabularies) is only
+        # boosted once that space is there: boosting spaces everywhere would garble the text.
+        self.never_first = {v[0] for vs in self.pending.values() for v in vs
+                            if not tokenizer.decode(v[:1]).strip()}
+        self._checked = 0
+
+    def __call__(self, story: Sequence[int], logits: np.ndarray) -> None:
+        """Boost the names still missing from ``story``."""
+        for name, variants in list(self.pending.items()):
+            if any(_ends_with_since(story, v, self._checked) for v in variants):
+                del self.pending[name]
+                continue
+            for variant in variants:
+                token = _next_name_token(story, variant)
+                if not (token == variant[0] and token in self.never_first):
+                    logits[token] += self.strength
+        self._checked = len(story)
+
+
+def _next_name_token(story: Sequence[int], name: Sequence[int]) -> int:
+    """The token of ``name`` that would come next: continue a started name, else its first."""
+    for done in range(len(name) - 1, 0, -1):  # longest started part first
+        if list(story[len(story) - done :]) == list(name[:done]):
+            return name[done]
+    return name[0]
+
+
+def _ends_with_since(story: Sequence[int], seq: Sequence[int], start: int) -> bool:
+    """Whether ``seq`` occurs in ``story`` ending at or after index ``start``."""
+    n = len(seq)
+    return any(list(story[end - n : end]) == list(seq)
+               for end in range(max(n, start + 1), len(story) + 1))
+
+
 def generate_tokens(decoder: Decoder, prompt_ids: Sequence[int], options: SamplingOptions,
-                    banned_ids: Sequence[int] = (), stop_id: int | None = None,
+                    processors: Sequence[LogitsProcessor] = (), stop_id: int | None = None,
                     keep_prefix: int = 0) -> Iterator[int]:
     """Yield sampled token ids one by one until ``stop_id`` (yielded too) or ``max_tokens``.
 
-    When the context fills up, the cache is rebuilt from the first ``keep_prefix`` prompt tokens
-    (the control prefix) plus the most recent half-context of tokens, so stories can run long.
+    ``processors`` see the story so far (prompt after the first ``keep_prefix`` tokens, plus
+    what was generated) and adjust the logits before sampling. When the context fills up, the
+    cache is rebuilt from the first ``keep_prefix`` prompt tokens (the control prefix) plus the
+    most recent half-context of tokens, so stories can run long.
     """
     context = decoder.context_length
     tokens = _fit(list(prompt_ids), keep_prefix, context - 1)
+    story = list(prompt_ids[keep_prefix:])
     rng = np.random.default_rng(options.seed)
     logits = decoder.prefill(tokens)
-    banned = np.asarray(list(banned_ids), dtype=np.int64)
     for _ in range(options.max_tokens):
-        if banned.size:
-            logits[banned] = -np.inf
+        for process in processors:
+            process(story, logits)
         token = sample_token(logits, options, rng, tokens[-options.repetition_window:])
         yield token
         if token == stop_id:
             return
         tokens.append(token)
+        story.append(token)
         if len(tokens) >= context:
             tokens = _fit(tokens, keep_prefix, context // 2)
             logits = decoder.prefill(tokens)
@@ -203,16 +287,18 @@ def stream_story(model: StoryModel | Decoder, tokenizer: StoryTokenizer, request
     model closed the story, "length" at ``max_tokens``).
     """
     options = options or SamplingOptions()
-    decoder = MLXDecoder(model) if isinstance(model, StoryModel) else model
+    decoder = make_decoder(model) if isinstance(model, StoryModel) else model
     start = time.perf_counter()
     prefix_ids = tokenizer.encode(lab.control_prefix(request.labels()))
     prompt_ids = prefix_ids + (tokenizer.encode(request.opening) if request.opening else [])
     if request.opening:
         yield StoryPiece(request.opening, 0, time.perf_counter() - start)
-    banned = [i for i in range(tokenizer.n_control) if i != tokenizer.eos_id]
+    processors = [ban_tokens([i for i in range(tokenizer.n_control) if i != tokenizer.eos_id])]
+    if request.characters and options.name_boost:
+        processors.append(NameReminder(tokenizer, request.characters, options.name_boost))
     stream = tokenizer.stream_decoder()
     count = 0
-    for token in generate_tokens(decoder, prompt_ids, options, banned, tokenizer.eos_id,
+    for token in generate_tokens(decoder, prompt_ids, options, processors, tokenizer.eos_id,
                                  keep_prefix=len(prefix_ids)):
         count += 1
         if token == tokenizer.eos_id:

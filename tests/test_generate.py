@@ -12,7 +12,13 @@ from saga_model import SamplingOptions, StoryModel, StoryRequest, stream_story, 
 from saga_model.config import PRESETS, ModelConfig
 from saga_model.data import read_stories
 from saga_model.errors import SagaError
-from saga_model.generate import MLXDecoder, generate_tokens, sample_token
+from saga_model.generate import (
+    MLXDecoder,
+    NameReminder,
+    ban_tokens,
+    generate_tokens,
+    sample_token,
+)
 from saga_model.tokenizer import StoryTokenizer, train_tokenizer
 
 
@@ -99,7 +105,7 @@ def test_stream_pieces_make_up_the_story(model: StoryModel, tokenizer: StoryToke
 def test_stories_longer_than_the_context_keep_going(model: StoryModel,
                                                     tokenizer: StoryTokenizer) -> None:
     ids = list(generate_tokens(MLXDecoder(model), tokenizer.encode("<|story|>"),
-                               SamplingOptions(seed=2, max_tokens=200), banned_ids=[0]))
+                               SamplingOptions(seed=2, max_tokens=200), [ban_tokens([0])]))
     assert len(ids) == 200  # context is 64: the cache was rebuilt several times
 
 
@@ -119,3 +125,32 @@ def test_request_validation() -> None:
         StoryRequest.create(theme="pirates")
     with pytest.raises(SagaError, match="temperature"):
         SamplingOptions(temperature=-1)
+
+
+def test_name_reminder_boosts_only_names_not_yet_used(tokenizer: StoryTokenizer) -> None:
+    reminder = NameReminder(tokenizer, ["Zara", "Milo"], strength=5.0)
+    milo, zara = tokenizer.encode(" Milo"), tokenizer.encode(" Zara")
+    assert tokenizer.decode(zara[:1]) == " "  # rare in this small vocabulary: " " "Z" "ar" "a"
+    logits = np.zeros(tokenizer.vocab_size)
+    story = tokenizer.encode("Once upon a time")
+    reminder(story, logits)
+    assert logits[milo[0]] == 5.0
+    assert logits[zara[0]] == 0.0  # never boost a bare space
+    logits = np.zeros(tokenizer.vocab_size)  # the name has begun: its next token is boosted
+    reminder(story + milo[:1], logits)
+    assert logits[milo[1]] == 5.0
+    logits = np.zeros(tokenizer.vocab_size)
+    reminder(tokenizer.encode("Once upon a time, Milo smiled"), logits)
+    assert logits[milo[0]] == 0.0 and logits[milo[1]] == 0.0
+    assert logits[zara[1]] == 5.0  # "Z" also begins the space-less "Zara" (line starts)
+
+
+def test_name_boost_brings_requested_names_into_stories(model: StoryModel,
+                                                        tokenizer: StoryTokenizer) -> None:
+    # An untrained model never writes "Zara" on its own; a strong boost makes it appear.
+    request = StoryRequest.create(characters="Zara")
+    plain = tell_story(model, tokenizer, request, SamplingOptions(seed=4, max_tokens=60))
+    boosted = tell_story(model, tokenizer, request,
+                         SamplingOptions(seed=4, max_tokens=60, name_boost=30.0))
+    assert "Zara" not in plain
+    assert "Zara" in boosted
