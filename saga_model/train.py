@@ -1,7 +1,14 @@
-"""The training loop: AdamW with warmup + cosine, a compiled step, evals, checkpoints, callbacks."""
+"""The training loop: AdamW with warmup + cosine, a compiled step, evals, checkpoints, callbacks.
+
+Under MLX's launcher the same loop trains data-parallel (see :mod:`saga_model.distributed`):
+each rank trains on its slice of the global batch, gradients and losses are averaged over the
+ranks, and only rank 0 runs the callbacks and writes checkpoints.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import math
 import threading
@@ -16,10 +23,12 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+from mlx.nn.utils import average_gradients
 
 from . import checkpoint as ckpt
 from .config import ModelConfig, TrainConfig
 from .data import PreparedData, eval_chunks, sample_batch, window_starts
+from .distributed import StopVote, World, current_world
 from .errors import SagaError
 from .generate import SamplingOptions, StoryRequest, tell_story
 from .model import StoryModel, count_parameters
@@ -145,14 +154,19 @@ def loss_terms(model: StoryModel, batch: mx.array, ignore_id: int | None = None
     return (losses * mask).sum(), mask.sum()
 
 
-def build_train_step(model: StoryModel, optimizer: optim.Optimizer, grad_clip: float
+def build_train_step(model: StoryModel, optimizer: optim.Optimizer, grad_clip: float, *,
+                     group: mx.distributed.Group | None = None
                      ) -> tuple[Callable[[mx.array], tuple[mx.array, mx.array]], list[Any]]:
     """The compiled training step ``batch (B, L+1) -> (mean loss, gradient norm)``.
 
     Also returns the state the step reads and updates (model, optimizer, random state), which
-    callers pass to ``mx.eval``/``mx.async_eval`` after each step.
+    callers pass to ``mx.eval``/``mx.async_eval`` after each step. With a ``group`` of several
+    processes, each passes its equal share of the global batch; gradients and the loss are
+    averaged over the group before clipping, so every rank takes the same update and reports
+    the loss (and norm) of the whole batch.
     """
     state = [model.state, optimizer.state, mx.random.state]
+    ranks = group.size() if group is not None else 1
 
     def loss_fn(m: StoryModel, batch: mx.array) -> mx.array:
         nats, count = loss_terms(m, batch)
@@ -161,6 +175,9 @@ def build_train_step(model: StoryModel, optimizer: optim.Optimizer, grad_clip: f
     @partial(mx.compile, inputs=state, outputs=state)
     def step(batch: mx.array) -> tuple[mx.array, mx.array]:
         loss, grads = nn.value_and_grad(model, loss_fn)(model, batch)
+        if ranks > 1:
+            grads = average_gradients(grads, group)
+            loss = mx.distributed.all_sum(loss, group=group) / ranks
         grads, norm = optim.clip_grad_norm(grads, grad_clip or float("inf"))
         optimizer.update(model, grads)
         return loss, norm
@@ -169,13 +186,21 @@ def build_train_step(model: StoryModel, optimizer: optim.Optimizer, grad_clip: f
 
 
 def evaluate(model: StoryModel, data: PreparedData, tokenizer: StoryTokenizer, context: int,
-             batch_size: int, max_batches: int = 0) -> tuple[float, float]:
-    """Validation loss (nats per story token) and bits per UTF-8 byte of the story text."""
+             batch_size: int, max_batches: int = 0, *, world: World | None = None
+             ) -> tuple[float, float]:
+    """Validation loss (nats per story token) and bits per UTF-8 byte of the story text.
+
+    With a distributed ``world`` each rank scores every ``size``-th batch and the totals are
+    summed over the ranks, so all of them get the single-process result (up to rounding).
+    """
+    world = world or World()
     total, count = mx.array(0.0), mx.array(0.0)
-    for chunk in eval_chunks(data.valid, context, batch_size, max_batches):
+    chunks = eval_chunks(data.valid, context, batch_size, max_batches)
+    for chunk in itertools.islice(chunks, world.rank, None, world.size):
         nats, n = loss_terms(model, mx.array(chunk), tokenizer.story_id)
         total, count = total + nats, count + n
         mx.eval(total, count)
+    total, count = world.sum(total), world.sum(count)
     nats_total, n_total = total.item(), count.item()
     if n_total == 0:
         raise SagaError("the validation split has no tokens")
@@ -184,6 +209,24 @@ def evaluate(model: StoryModel, data: PreparedData, tokenizer: StoryTokenizer, c
     story_targets = data.valid.n_tokens - data.valid.starts.size
     bytes_covered = data.valid.n_bytes * min(1.0, n_total / max(1, story_targets))
     return nats_total / n_total, nats_total / math.log(2) / max(1.0, bytes_covered)
+
+
+def _check_ranks_agree(world: World, data: PreparedData, tokenizer: StoryTokenizer,
+                       model: StoryModel, cfg: TrainConfig, state: ckpt.TrainingState) -> None:
+    """Stop every rank with the same error unless all prepared the same run."""
+    weights = hashlib.sha256()
+    for name, value in sorted(ckpt.model_weights(model).items()):
+        weights.update(name.encode())
+        weights.update(np.array(value).tobytes())
+    fingerprint = json.dumps({
+        "model": model.config.to_dict(), "train": cfg.to_dict(), "state": state.to_dict(),
+        "data": [data.cache_dir.name, data.train.n_tokens, data.valid.n_tokens],
+        "tokenizer": tokenizer.fingerprint(), "weights": weights.hexdigest(),
+    }, sort_keys=True)
+    if not world.agree(fingerprint):
+        raise SagaError("the processes of this run disagree on the data, tokenizer, settings or "
+                        "starting weights: every host needs the same stories at the same "
+                        "--data_dir (and, to resume, the same checkpoint in --output_dir)")
 
 
 def run_training(
@@ -197,6 +240,7 @@ def run_training(
     callbacks: Sequence[Callback] = (),
     stop_event: threading.Event | None = None,
     sample_tokens: int = 0,
+    world: World | None = None,
 ) -> TrainSummary:
     """Train (or resume) a model on prepared data, writing checkpoints into ``output_dir``.
 
@@ -204,10 +248,20 @@ def run_training(
     improving for ``patience`` evaluations, or ``stop_event`` is set (a checkpoint is written
     first, so ``resume_from`` can continue exactly). With ``sample_tokens`` each evaluation also
     reports a short sample story.
+
+    ``world`` defaults to the one this process was launched into. In a distributed world
+    ``batch_size`` is the global batch (a multiple of the number of ranks), every rank must
+    pass the same data, settings and ``resume_from`` (checked), and only rank 0 calls the
+    callbacks and writes files; a stop or time limit takes effect on all ranks at the same
+    step, up to :attr:`StopVote.LAG` steps after it was requested.
     """
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    world = world or current_world()
     cfg = train_config
+    world.check_batch_size(cfg.batch_size)
+    out = Path(output_dir)
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    callbacks = callbacks if world.is_main else ()
     mx.random.seed(cfg.seed)
     model = StoryModel(model_config)
     model.compute_dtype = mx.bfloat16 if cfg.precision == "bfloat16" else mx.float32
@@ -223,13 +277,17 @@ def run_training(
         optimizer.init(model.trainable_parameters())
     mx.eval(model.parameters(), optimizer.state)
     model.train()
+    if world.is_distributed:
+        _check_ranks_agree(world, data, tokenizer, model, cfg, state)
 
     context = model_config.context_length
     starts = window_starts(data.train, context)
-    train_step, compiled_state = build_train_step(model, optimizer, cfg.grad_clip)
+    train_step, compiled_state = build_train_step(model, optimizer, cfg.grad_clip,
+                                                  group=world.group)
 
     def batch_for(step: int) -> np.ndarray:
-        return sample_batch(data.train, starts, cfg.batch_size, context, cfg.seed, step)
+        return world.shard(sample_batch(data.train, starts, cfg.batch_size, context, cfg.seed,
+                                        step))
 
     evals_since_best = 0
 
@@ -237,14 +295,15 @@ def run_training(
         nonlocal evals_since_best
         model.eval()
         val_loss, bpb = evaluate(model, data, tokenizer, context, cfg.batch_size,
-                                 cfg.eval_batches)
+                                 cfg.eval_batches, world=world)
         is_best = state.best_val_loss is None or val_loss < state.best_val_loss
         if is_best:
             state.best_val_loss, state.best_step = val_loss, step
-            ckpt.save_model(out / "best", model, tokenizer)
+            if world.is_main:
+                ckpt.save_model(out / "best", model, tokenizer)
         evals_since_best = 0 if is_best else evals_since_best + 1
         sample = None
-        if sample_tokens:
+        if sample_tokens and world.is_main:
             options = SamplingOptions(max_tokens=sample_tokens, seed=step)
             sample = tell_story(model, tokenizer, StoryRequest(), options)
         model.train()
@@ -252,6 +311,8 @@ def run_training(
             cb.on_eval(EvalMetrics(step, val_loss, bpb, is_best, sample))
 
     def save(step: int) -> None:
+        if not world.is_main:
+            return
         path = ckpt.save_checkpoint(out, model, optimizer, tokenizer, state, cfg.to_dict())
         ckpt.prune_checkpoints(out, cfg.keep_checkpoints, state.best_step)
         for cb in callbacks:
@@ -261,7 +322,7 @@ def run_training(
         "parameters": count_parameters(model), "model_config": model_config.to_dict(),
         "train_config": cfg.to_dict(), "start_step": state.step,
         "train_tokens": data.train.n_tokens, "valid_tokens": data.valid.n_tokens,
-        "device": str(mx.default_device()), "output_dir": str(out),
+        "device": str(mx.default_device()), "output_dir": str(out), "world_size": world.size,
     }
     for cb in callbacks:
         cb.on_start(info)
@@ -269,18 +330,19 @@ def run_training(
     tokens_per_step = cfg.batch_size * context
     deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else None
     reason = "completed"
+    vote = StopVote(world)
     window_loss, window_start, window_steps = mx.array(0.0), time.perf_counter(), 0
     run_start = time.perf_counter() - state.elapsed_seconds
     next_batch = batch_for(state.step)
     while state.step < cfg.steps:
-        if stop_event is not None and stop_event.is_set():
-            reason = "stopped"
-            break
-        if deadline is not None and time.monotonic() >= deadline:
-            reason = "time limit"
+        decision = vote(stop_event is not None and stop_event.is_set(),
+                        deadline is not None and time.monotonic() >= deadline)
+        if decision is not None:
+            reason = decision
             break
         step = state.step
-        mx.random.seed(cfg.seed * 1_000_003 + step)  # dropout noise depends only on the step
+        # Dropout noise depends only on the step (and differs between ranks).
+        mx.random.seed((cfg.seed * 1_000_003 + step) * world.size + world.rank)
         loss, norm = train_step(mx.array(next_batch))
         mx.async_eval(compiled_state, loss, norm)
         window_loss = window_loss + loss
@@ -314,13 +376,14 @@ def run_training(
         if cfg.save_every and state.step % cfg.save_every == 0 and state.step < cfg.steps:
             save(state.step)
 
+    vote.settle()
     mx.eval(compiled_state)
     state.elapsed_seconds = time.perf_counter() - run_start
     finished = reason != "stopped"
     if finished and state.step > 0 and (not cfg.eval_every or state.step % cfg.eval_every):
         run_eval(state.step)
     save(state.step)
-    if finished:
+    if finished and world.is_main:
         best = out / "best"
         if (best / ckpt.WEIGHTS).is_file():
             weights, _ = ckpt.load_arrays(best / ckpt.WEIGHTS)

@@ -1,4 +1,8 @@
-"""``grain-train``: train a story model on a folder of stories (or resume a run)."""
+"""``grain-train``: train a story model on a folder of stories (or resume a run).
+
+Started by ``mlx.launch`` it trains data-parallel: every process runs this command, and only
+rank 0 prints and writes files (see docs/distributed.md).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 from .. import checkpoint as ckpt
 from ..config import PRESETS, ModelConfig, TrainConfig, read_json
 from ..data import prepare_data
+from ..distributed import current_world, exit_when_stuck
 from ..errors import SagaError
 from ..paths import token_cache_dir
 from ..tokenizer import StoryTokenizer
@@ -20,12 +25,14 @@ from .common import ArgumentParser, StatusLine, format_duration, run_command, ve
 PROG = "grain-train"
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
+#: How long a distributed rank may take to stop cleanly after a signal before it exits anyway.
+STOP_GRACE_SECONDS = 120.0
 
 # Flags that map one-to-one onto TrainConfig fields (None = keep the config's value).
 _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
     "steps": (int, "number of optimisation steps"),
     "max_minutes": (float, "stop (and save) after this many minutes"),
-    "batch_size": (int, "sequences per step"),
+    "batch_size": (int, "sequences per step (in total over all processes of a launch)"),
     "lr": (float, "peak learning rate"),
     "warmup_steps": (int, "linear warm-up steps"),
     "weight_decay": (float, "AdamW weight decay (matrices only)"),
@@ -100,6 +107,10 @@ class ConsoleReport(Callback):
             f"vocab {m['vocab_size']}) on {info['device']}")
         self.status.print(f"data: {info['train_tokens']:,} training tokens, "
                           f"{info['valid_tokens']:,} validation tokens")
+        if info["world_size"] > 1:
+            n, batch = info["world_size"], info["train_config"]["batch_size"]
+            self.status.print(f"data parallel: {n} processes, {batch // n} of the {batch} "
+                              "sequences of each step per process")
         if info["start_step"]:
             self.status.print(f"resuming at step {info['start_step']}")
 
@@ -127,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.version:
         print(version_text(PROG))
         return 0
+    world = current_world()
     out = Path(args.output_dir)
     existing = ckpt.list_checkpoints(out)
     overrides = _overrides(args)
@@ -159,24 +171,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.tokenizer_path:
             tokenizer = StoryTokenizer.load(args.tokenizer_path)
 
-    status = StatusLine(quiet=args.quiet)
-    tokenizer, data = prepare_data(
-        data_dir, Path(args.cache_dir) if args.cache_dir else token_cache_dir(),
-        tokenizer=tokenizer, vocab_size=model_cfg.vocab_size, seed=train_cfg.seed,
-        field_dropout=train_cfg.field_dropout, name_swap=train_cfg.name_swap,
-        augment_copies=train_cfg.augment_copies, valid_fraction=train_cfg.valid_fraction,
-        progress=status.progress,
-    )
+    world.check_batch_size(train_cfg.batch_size)
+    status = StatusLine(quiet=args.quiet or not world.is_main)
+    with world.one_at_a_time():  # the ranks of one host share the token cache: fill it once
+        tokenizer, data = prepare_data(
+            data_dir, Path(args.cache_dir) if args.cache_dir else token_cache_dir(),
+            tokenizer=tokenizer, vocab_size=model_cfg.vocab_size, seed=train_cfg.seed,
+            field_dropout=train_cfg.field_dropout, name_swap=train_cfg.name_swap,
+            augment_copies=train_cfg.augment_copies, valid_fraction=train_cfg.valid_fraction,
+            progress=status.progress,
+        )
     status.close()
     if resume_from is None:
         model_cfg.vocab_size = tokenizer.vocab_size
-        out.mkdir(parents=True, exist_ok=True)
-        tokenizer.save(out / ckpt.TOKENIZER)
-        (out / METRICS_FILE).unlink(missing_ok=True)
-    ckpt.write_json(out / RUN_FILE, {
-        "data_dir": str(Path(data_dir).resolve()), "model_config": model_cfg.to_dict(),
-        "train_config": train_cfg.to_dict(), "sample_tokens": args.sample_tokens,
-    })
+    if world.is_main:
+        if resume_from is None:
+            out.mkdir(parents=True, exist_ok=True)
+            tokenizer.save(out / ckpt.TOKENIZER)
+            (out / METRICS_FILE).unlink(missing_ok=True)
+        ckpt.write_json(out / RUN_FILE, {
+            "data_dir": str(Path(data_dir).resolve()), "model_config": model_cfg.to_dict(),
+            "train_config": train_cfg.to_dict(), "sample_tokens": args.sample_tokens,
+        })
 
     stop = threading.Event()
 
@@ -187,11 +203,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    if world.is_distributed:
+        exit_when_stuck(STOP_GRACE_SECONDS, world.rank)
     summary = run_training(
         data, tokenizer, out, model_cfg, train_cfg, resume_from=resume_from,
         callbacks=[MetricsLogger(out / METRICS_FILE), ConsoleReport(status)],
-        stop_event=stop, sample_tokens=args.sample_tokens,
+        stop_event=stop, sample_tokens=args.sample_tokens, world=world,
     )
+    if not world.is_main:
+        return 0
     best = (f"best val loss {summary.best_val_loss:.4f} at step {summary.best_step}"
             if summary.best_val_loss is not None else "no evaluation")
     took = format_duration(summary.elapsed)
