@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+
 from saga_model.atomic import atomic_write_text
 
 DARK_THEME = "textual-dark"

@@ -1,0 +1,198 @@
+"""The Story screen, driven with real keys: first run, streaming, stop, save, export, errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.widgets import Button
+from tui_helpers import AppHome, isolated_app_home, notifications, replace_text, wait_for
+
+from saga_model import (
+    SamplingOptions,
+    StoryPiece,
+    StoryRequest,
+    load_model,
+    stream_story,
+    tell_story,
+)
+from tui.app import GrainApp
+from tui.screens.story import StoryScreen
+from tui.widgets.generation_status import GenerationStatus
+from tui.widgets.story_view import StoryView
+
+pytestmark = pytest.mark.asyncio
+SIZE = (80, 24)
+
+
+@pytest.fixture()
+def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppHome]:
+    """Private config and data folders."""
+    yield from isolated_app_home(tmp_path, monkeypatch)
+
+
+def story_text(app: GrainApp) -> str:
+    """What the story pane shows."""
+    return app.screen.query_one("#story-view", StoryView).text
+
+
+def status_text(app: GrainApp) -> str:
+    """The status line under the story."""
+    return str(app.screen.query_one(GenerationStatus).render())
+
+
+async def test_first_run_says_there_is_no_model_and_offers_training(app_home: AppHome) -> None:
+    app = GrainApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, StoryScreen)
+        assert "No trained model yet" in str(
+            app.screen.query_one("#story-text").render())
+        assert any("No trained model yet" in message for message in notifications(app))
+        button = app.screen.query_one("#train-button", Button)
+        assert button.display
+        await pilot.press("ctrl+g")  # nothing to write with: a hint, no crash
+        await pilot.pause()
+        assert any("no model to write with" in message for message in notifications(app))
+        await pilot.click("#train-button")
+        await pilot.pause()
+        assert app.current_mode == "training"
+
+
+async def test_generate_streams_the_story_token_by_token(
+        app_home: AppHome, tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app_home.install_model(tiny_run)
+    shown: list[tuple[int, str]] = []  # (length of the story text, status line) at each piece
+    original = StoryView.append
+
+    def spy(view: StoryView, piece: str) -> None:
+        original(view, piece)
+        shown.append((len(view.text), status_text(view.app)))
+
+    monkeypatch.setattr(StoryView, "append", spy)
+    app = GrainApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
+        await replace_text(pilot, "seed", "11")
+        await replace_text(pilot, "max_tokens", "300")
+        await replace_text(pilot, "characters", "Zara, Milo")
+        await pilot.press("enter")  # enter in a field generates
+        await wait_for(pilot, lambda: "max length" in status_text(app)
+                       or "done" in status_text(app), what="story finished")
+        final = story_text(app)
+        assert "300 tokens" in status_text(app) and "/s" in status_text(app)
+        assert app.screen.query_one("#story-pane").border_subtitle == "seed 11"
+    lengths = [n for n, _ in shown]
+    assert len(shown) > 50 and lengths == sorted(lengths) and lengths[-1] == len(final)
+    counts = [status.split(" tokens")[0].split("· ")[-1] for _, status in shown[:-1]]
+    assert all("writing" in status for _, status in shown[:-1])
+    assert len(set(counts)) > 50, "the token count did not follow the pieces"
+    model, tokenizer = load_model(tiny_run)
+    request = StoryRequest.create(characters="Zara, Milo")
+    expected = tell_story(model, tokenizer, request,
+                          SamplingOptions(max_tokens=300, seed=11))
+    assert final == expected
+
+
+def slow_down_generation(monkeypatch: pytest.MonkeyPatch, delay: float) -> list[StoryPiece]:
+    """Make the real model stream slowly (like a big model on a slow machine); returns the
+    list of pieces the generator produced, to see when it stops being pulled."""
+    produced: list[StoryPiece] = []
+
+    def slow(*args: Any, **kwargs: Any) -> Iterator[StoryPiece]:
+        for piece in stream_story(*args, **kwargs):
+            time.sleep(delay)
+            produced.append(piece)
+            yield piece
+
+    monkeypatch.setattr("tui.screens.story.stream_story", slow)
+    return produced
+
+
+async def test_escape_stops_at_once_and_a_new_story_replaces_a_running_one(
+        app_home: AppHome, tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app_home.install_model(tiny_run)
+    produced = slow_down_generation(monkeypatch, delay=0.05)
+    app = GrainApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
+        await replace_text(pilot, "max_tokens", "2000")
+        await replace_text(pilot, "seed", "5")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: len(produced) >= 3, what="some text")
+        await pilot.press("escape")
+        assert "stopped" in status_text(app)
+        stopped_at, pulled = story_text(app), len(produced)
+        await pilot.pause(0.5)
+        assert story_text(app) == stopped_at, "text kept coming after escape"
+        assert len(produced) <= pulled + 1, "the worker kept generating after escape"
+        assert not [w for w in app.screen.workers if w.group == "story" and w.is_running]
+
+        # A new story while one is being written: the first is cancelled and nothing of it
+        # leaks into the second.
+        await replace_text(pilot, "max_tokens", "40")
+        await replace_text(pilot, "seed", "8")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: len(story_text(app)) > 0, what="first story started")
+        first = [w for w in app.screen.workers if w.group == "story"][-1]
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: "writing" not in status_text(app)
+                       and "tokens" in status_text(app), what="second story finished")
+        assert first.is_cancelled
+        second = story_text(app)
+    model, tokenizer = load_model(tiny_run)
+    assert second == tell_story(model, tokenizer, StoryRequest(),
+                                SamplingOptions(max_tokens=40, seed=8))
+
+
+async def test_saved_story_is_found_by_search_after_a_restart(app_home: AppHome,
+                                                             tiny_run: Path) -> None:
+    app_home.install_model(tiny_run)
+    app = GrainApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
+        await replace_text(pilot, "characters", "Zara")
+        await replace_text(pilot, "max_tokens", "60")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: "writing" not in status_text(app)
+                       and "tokens" in status_text(app), what="story finished")
+        written = story_text(app).strip()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await pilot.press("ctrl+a", "ctrl+k", *"The dragon picnic", "enter")
+        await pilot.pause()
+        assert any("Saved" in message for message in notifications(app))
+
+    app = GrainApp()  # a new session: the story is still there
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        await pilot.pause()
+        table = app.screen.query_one("#story-table")
+        assert table.row_count == 1
+        await pilot.press("ctrl+f", *"zzz")
+        await pilot.pause()
+        assert table.row_count == 0
+        await pilot.press("ctrl+a", "ctrl+k", *"DRAGON")
+        await pilot.pause()
+        assert table.row_count == 1
+        assert "The dragon picnic" in str(app.screen.query_one("#story-meta").render())
+        assert app.screen.query_one("#library-story", StoryView).text == written
+        saved = app.library.search("dragon")[0]
+        assert saved.characters == "Zara" and saved.sampling["max_tokens"] == 60
+
+
+async def test_unreadable_model_is_reported_not_fatal(app_home: AppHome,
+                                                      tiny_run: Path) -> None:
+    broken = app_home.install_model(tiny_run, name="broken")
+    (broken / "model.safetensors").write_bytes(b"not a model at all")
+    app = GrainApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "error" in status_text(app), what="load error")
+        assert "Could not load the model" in str(app.screen.query_one("#story-text").render())
+        assert any("Could not load the model" in message for message in notifications(app))
+        await pilot.press("ctrl+g")  # trying again reports again, still no crash
+        await wait_for(pilot, lambda: len(notifications(app)) >= 2, what="second error")
+        assert app.is_running

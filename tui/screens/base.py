@@ -1,0 +1,24 @@
+"""What every main screen shares: typed access to the app's services."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from textual.screen import Screen
+
+if TYPE_CHECKING:
+    from ..app import GrainApp
+
+
+class GrainScreen(Screen[None]):
+    """A main screen of the app (Story, Training, Library)."""
+
+    #: Prefix of this screen's entries in the command palette.
+    PALETTE_GROUP: ClassVar[str] = ""
+    #: Palette entries beyond the key bindings: (title, help, action name).
+    EXTRA_COMMANDS: ClassVar[tuple[tuple[str, str, str], ...]] = ()
+
+    @property
+    def grain(self) -> GrainApp:
+        """The running :class:`~tui.app.GrainApp`."""
+        return cast("GrainApp", self.app)

@@ -1,0 +1,72 @@
+"""The help screen: every key binding (read from the screens themselves) and file locations."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from ..paths import exports_dir, library_file, prefs_file, runs_dir
+from .library import LibraryScreen
+from .story import StoryScreen
+from .training import TrainingScreen
+
+GENERAL = (
+    ("tab / shift+tab", "Move to the next / previous field"),
+    ("enter, space", "Open a list (theme, tone, …); enter in a Story field generates"),
+    ("ctrl+p", "Command palette: every action by name"),
+    ("ctrl+q", "Quit (training runs keep going)"),
+)
+
+
+def binding_rows(bindings: list[BindingType]) -> list[tuple[str, str]]:
+    """``(keys, what they do)`` for the bindings that have a description."""
+    rows = []
+    for item in bindings:
+        if not isinstance(item, Binding) or not item.description:
+            continue
+        keys = " / ".join(key.strip() for key in item.key.split(","))
+        rows.append((keys, item.tooltip or item.description))
+    return rows
+
+
+class HelpScreen(ModalScreen[None]):
+    """Lists the keys of every screen, then where the app keeps its files."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,f1,q", "close", "Close"),
+    ]
+
+    def __init__(self, app_bindings: list[BindingType]) -> None:
+        super().__init__()
+        self.sections = [
+            ("Everywhere", [*GENERAL, *binding_rows(app_bindings)]),
+            ("Story screen", binding_rows(StoryScreen.BINDINGS)),
+            ("Training screen", binding_rows(TrainingScreen.BINDINGS)),
+            ("Library screen", binding_rows(LibraryScreen.BINDINGS)),
+        ]
+
+    def compose(self) -> ComposeResult:
+        """A two-column table per section, then the file locations."""
+        files = [("Preferences", str(prefs_file())), ("Library", str(library_file())),
+                 ("Training runs", str(runs_dir())), ("Exports", str(exports_dir()))]
+        with VerticalScroll(classes="dialog help-dialog") as box:
+            box.border_title = "Grain de Saga — keys"
+            with Grid(classes="help-table"):
+                for title, rows in [*self.sections, ("Files", files)]:
+                    yield Static(Content.from_markup("[b $accent]$title[/]", title=title),
+                                 classes="help-section")
+                    for keys, text in rows:
+                        yield Static(Content(keys), classes="help-keys")
+                        yield Static(Content(text))
+            yield Static("escape, F1 or q closes this help.", classes="dialog-hint")
+
+    def action_close(self) -> None:
+        """Back to the app."""
+        self.dismiss(None)
+
