@@ -8,28 +8,67 @@ The public API, used by the command-line tools and the terminal app::
     request = StoryRequest.create(theme="adventure", characters="Alice,Bob")
     for piece in stream_story(model, tokenizer, request, SamplingOptions(seed=1)):
         print(piece.text, end="", flush=True)
+
+The choices (``THEMES``, ``TONES``, ``GENRES``, ``PRESETS``) and errors import instantly; the
+rest loads MLX, NumPy and tokenizers on first use, which keeps interactive start-up fast.
 """
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from . import _blas  # noqa: F401  (must come before anything imports mlx)
 from ._blas import blas_in_use
-from .checkpoint import load_model, save_model
 from .config import PRESETS, ModelConfig, TrainConfig
-from .data import PreparedData, prepare_data, read_stories
 from .errors import SagaError
-from .generate import SamplingOptions, StoryPiece, StoryRequest, stream_story, tell_story
 from .labels import GENRES, THEMES, TONES, StoryLabels, derive_labels
-from .model import StoryModel, count_parameters
-from .paths import default_model_dir
-from .tokenizer import StoryTokenizer, train_tokenizer
-from .train import Callback, EvalMetrics, MetricsLogger, StepMetrics, TrainSummary, run_training
+from .paths import default_model_dir, shipped_model
 
 __version__ = "0.1.0"
+
+# Names served lazily: name -> submodule that defines it.
+_LAZY = {
+    "load_model": "checkpoint", "save_model": "checkpoint",
+    "PreparedData": "data", "prepare_data": "data", "read_stories": "data",
+    "SamplingOptions": "generate", "StoryPiece": "generate", "StoryRequest": "generate",
+    "stream_story": "generate", "tell_story": "generate",
+    "StoryModel": "model", "count_parameters": "model", "release_thread": "model",
+    "StoryTokenizer": "tokenizer", "train_tokenizer": "tokenizer",
+    "Callback": "train", "EvalMetrics": "train", "MetricsLogger": "train",
+    "StepMetrics": "train", "TrainSummary": "train", "run_training": "train",
+}
+
+if TYPE_CHECKING:
+    from .checkpoint import load_model, save_model
+    from .data import PreparedData, prepare_data, read_stories
+    from .generate import SamplingOptions, StoryPiece, StoryRequest, stream_story, tell_story
+    from .model import StoryModel, count_parameters, release_thread
+    from .tokenizer import StoryTokenizer, train_tokenizer
+    from .train import (
+        Callback,
+        EvalMetrics,
+        MetricsLogger,
+        StepMetrics,
+        TrainSummary,
+        run_training,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'saga_model' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "GENRES", "PRESETS", "THEMES", "TONES", "Callback", "EvalMetrics", "MetricsLogger",
     "ModelConfig", "PreparedData", "SagaError", "SamplingOptions", "StepMetrics", "StoryLabels",
     "StoryModel", "StoryPiece", "StoryRequest", "StoryTokenizer", "TrainConfig", "TrainSummary",
     "__version__", "blas_in_use", "count_parameters", "default_model_dir", "derive_labels",
-    "load_model", "prepare_data", "read_stories", "run_training", "save_model", "stream_story",
-    "tell_story", "train_tokenizer",
+    "load_model", "prepare_data", "read_stories", "release_thread", "run_training",
+    "save_model", "shipped_model", "stream_story", "tell_story", "train_tokenizer",
 ]

@@ -157,3 +157,12 @@ def count_parameters(model: nn.Module) -> int:
     from mlx.utils import tree_flatten
 
     return sum(v.size for _, v in tree_flatten(model.trainable_parameters()))
+
+
+def release_thread() -> None:
+    """Free the calling thread's MLX streams; call it last in a thread that ran the model.
+
+    MLX keeps streams per thread and a process may abort at exit if a finished thread did not
+    release them (ml-explore/mlx#3126). The thread must not use MLX afterwards.
+    """
+    mx.clear_streams()

@@ -13,6 +13,12 @@ def default_model_dir() -> Path:
     return Path(__file__).parent / "pretrained"
 
 
+def shipped_model() -> Path | None:
+    """The shipped model's folder, or None when this installation has no trained weights."""
+    folder = default_model_dir()
+    return folder if (folder / "model.safetensors").is_file() else None
+
+
 def token_cache_dir() -> Path:
     """Where prepared token streams are cached (``GRAIN_CACHE_DIR`` overrides)."""
     override = os.environ.get("GRAIN_CACHE_DIR")

@@ -173,6 +173,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     world.check_batch_size(train_cfg.batch_size)
     status = StatusLine(quiet=args.quiet or not world.is_main)
+    # Stop requests (Ctrl-C, SIGTERM from the TUI) are honoured from here on: one that arrives
+    # while data is prepared stops the run before its first step, with a resumable checkpoint.
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        status.print("stopping after this step (press Ctrl-C again to abort)...")
+        stop.set()
+        signal.signal(signum, signal.SIG_DFL)
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     with world.one_at_a_time():  # the ranks of one host share the token cache: fill it once
         tokenizer, data = prepare_data(
             data_dir, Path(args.cache_dir) if args.cache_dir else token_cache_dir(),
@@ -194,15 +205,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "train_config": train_cfg.to_dict(), "sample_tokens": args.sample_tokens,
         })
 
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        status.print("stopping after this step (press Ctrl-C again to abort)...")
-        stop.set()
-        signal.signal(signum, signal.SIG_DFL)
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
     if world.is_distributed:
         exit_when_stuck(STOP_GRACE_SECONDS, world.rank)
     summary = run_training(
