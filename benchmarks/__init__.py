@@ -1,0 +1,1 @@
+"""Benchmarks of training, generation and TUI start-up speed (see docs/performance.md)."""

@@ -1,0 +1,267 @@
+"""Render the tables of ``docs/performance.md`` from ``benchmarks/results/*.json``.
+
+The document marks each generated block with ``<!-- report.py: begin NAME -->`` and
+``<!-- report.py: end NAME -->``; only the text between the markers is replaced, so the prose
+around it is kept. Numbers are never copied by hand: rerun a benchmark, then this script.
+
+    python benchmarks/report.py            # rewrite the blocks
+    python benchmarks/report.py --check    # exit 1 if the document is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "performance.md"
+RESULTS = ROOT / "benchmarks" / "results"
+GPU_COMMAND = ("PYTHONPATH=/tmp/site:. python3 benchmarks/train_throughput.py --device gpu "
+               "--out $OUT/train_gpu.json")
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    """A number for a table: thousands separators, about ``digits`` significant figures."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    value = float(value)
+    if value == 0:
+        return "0"
+    if abs(value) >= 10 ** (digits - 1):
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{100 * float(value):.1f}%"
+
+
+def _table(headings: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headings) + " |",
+             "|" + "|".join("---:" if i else ":---" for i in range(len(headings))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_line(data: dict[str, Any]) -> str:
+    """One sentence: when, on what, with which libraries, under what load."""
+    m = data["machine"]
+    gpu_info = m.get("gpu")
+    gpu = m.get("torch_cuda_device") or (gpu_info.get("device_name")
+                                         if isinstance(gpu_info, dict) else None)
+    where = f"{gpu} (host CPU: {m['cpu']})" if gpu else f"{m['cpu']}, {m['cpu_count']} cores"
+    parts = [f"Measured {data['date'][:10]} on {where}",
+             f"MLX {m.get('mlx')} on {m.get('mlx_device')}"]
+    if m.get("torch"):
+        parts.append(f"PyTorch {m['torch']}")
+    if not gpu:
+        parts.append(f"MLX BLAS: {m.get('mlx_blas')}")
+    load = m.get("load_average_1m")
+    if load is not None:
+        parts.append(f"1-min load average {load} at start, "
+                     f"{data.get('load_average_1m_at_end')} at the end")
+    changes = ", with uncommitted changes" if m.get("git_uncommitted_changes") else ""
+    return "; ".join(parts) + f" (commit {m.get('git_commit')}{changes})."
+
+
+def render_train(data: dict[str, Any]) -> str:
+    """Tokens/s per shape and batch size, MLX precisions against PyTorch's, with MFU."""
+    rows = data["results"]
+    measured = [r for r in rows if "tokens_per_sec" in r]
+    loop = [r for r in measured if r["variant"] == "loop"]
+    columns = sorted({(r["framework"], r["precision"]) for r in loop},
+                     key=lambda c: (c[0] != "mlx", c[1] != "float32", c[1]))
+    keys = sorted({(r["config"], r["batch"]) for r in rows if r["variant"] == "loop"},
+                  key=lambda k: (data["settings"]["configs"].index(k[0]), k[1]))
+    by = {(r["config"], r["batch"], r["framework"], r["precision"]): r for r in loop}
+    headings = ["shape", "batch"] + [f"{'MLX' if f == 'mlx' else 'PyTorch'} {p} tok/s"
+                                     for f, p in columns]
+    headings += ["best MLX / best PyTorch", "MFU best MLX", "MFU best PyTorch"]
+    table = []
+    for config, batch in keys:
+        cells = [config, str(batch)]
+        for framework, precision in columns:
+            row = by.get((config, batch, framework, precision))
+            cells.append(_throughput(row) if row else _missing(
+                rows, config, batch, framework, precision))
+        best = {}
+        for framework in ("mlx", "torch"):
+            candidates = [r for (c, b, f, _), r in by.items()
+                          if (c, b, f) == (config, batch, framework)]
+            best[framework] = max(candidates, key=lambda r: r["tokens_per_sec"], default=None)
+        ratio = (best["mlx"]["tokens_per_sec"] / best["torch"]["tokens_per_sec"]
+                 if best["mlx"] and best["torch"] else None)
+        cells += [f"{ratio:.2f}x" if ratio else "-",
+                  _pct(best["mlx"]["mfu"]) if best["mlx"] else "-",
+                  _pct(best["torch"]["mfu"]) if best["torch"] else "-"]
+        table.append(cells)
+    parts = [machine_line(data), "", _table(headings, table), ""]
+    peak = data["peak_flops"][data["mfu_peak"]]
+    parts.append(f"MFU: model FLOPs ({data['flops_formula']}) per second over the "
+                 f"{data['mfu_peak'].replace('_', ' ')} peak of {_num(peak / 1e12)} TFLOP/s. "
+                 f"Sequence length {rows[0]['seq_len']}; tokens/s of the median timed window "
+                 f"(about {data['settings']['timed_seconds']} s of windows per cell, after "
+                 f"{data['settings']['warmup']} warm-up steps), with the slowest and fastest "
+                 "window in brackets where they differ by more than 10%.")
+    diagnostics = [r for r in measured if r["variant"] != "loop"]
+    if diagnostics:
+        first = diagnostics[0]
+        base = by.get((first["config"], first["batch"], "mlx", first["precision"]))
+        variants = ([base] if base else []) + diagnostics
+        labels = {"loop": "as grain-train runs it (host batches, async eval)",
+                  "device": "batches already on the device",
+                  "sync": "mx.eval after every step"}
+        parts += ["", f"Where MLX's time goes ({first['config']}, batch {first['batch']}, "
+                  f"{first['precision']}):", "",
+                  _table(["variant", "tokens/s", "first step s", "host batch ms"],
+                         [[labels.get(r["variant"], r["variant"]), _num(r["tokens_per_sec"]),
+                           _num(r["first_step_seconds"]), _num(r["host_batch_ms"])]
+                          for r in variants])]
+    problems = [r for r in rows if "skipped" in r or "error" in r]
+    if problems:
+        parts += ["", "Not measured: " + "; ".join(
+            f"{r['config']} batch {r['batch']} {r['framework']} {r['precision']} "
+            f"({r.get('skipped') or r.get('error')})" for r in problems) + "."]
+    return "\n".join(parts)
+
+
+def _throughput(row: dict[str, Any]) -> str:
+    """Median tokens/s, with the slowest-fastest window range when it is wide (over 10%)."""
+    text = _num(row["tokens_per_sec"])
+    low, high = row.get("tokens_per_sec_range") or (None, None)
+    if low and high and high > 1.1 * low:
+        text += f" ({_num(low)}-{_num(high)})"
+    if row.get("torch_compile") is False:
+        text += " (eager)"
+    return text
+
+
+def _missing(rows: list[dict[str, Any]], config: str, batch: int, framework: str,
+             precision: str) -> str:
+    for r in rows:
+        if (r["config"], r["batch"], r["framework"], r["precision"], r["variant"]) == \
+                (config, batch, framework, precision, "loop"):
+            return "skipped" if "skipped" in r else "error"
+    return "-"
+
+
+def render_generate(data: dict[str, Any]) -> str:
+    """TTFT and tokens/s of every backend and prompt length, and the goal check."""
+    rows = data["results"]
+    table = [[r["backend"], r["sampling"], str(r["prompt_tokens"]), r["background"],
+              str(r["new_tokens"]), _num(r["ttft_ms"]), _num(r["decode_tokens_per_sec"]),
+              _num(r["overall_tokens_per_sec"]), _num(r.get("same_tokens_as_mlx"))]
+             for r in rows]
+    parts = [machine_line(data), "",
+             _table(["backend", "sampling", "prompt tokens", "other load", "new tokens",
+                     "TTFT ms", "decode tok/s", "overall tok/s", "same tokens as MLX"], table),
+             ""]
+    goals = data["settings"]["goals"]
+
+    def find(backend: str, prompt: int, background: str) -> dict[str, Any] | None:
+        return next((r for r in rows if (r["backend"], r["sampling"], r["prompt_tokens"],
+                                         r["background"]) ==
+                     (backend, "greedy", prompt, background)), None)
+
+    for row in rows:
+        if (row["backend"], row["sampling"], row["background"]) != ("numpy", "greedy", "none"):
+            continue
+        mlx = find("mlx-cache", row["prompt_tokens"], "none")
+        speedup = (f", {row['decode_tokens_per_sec'] / mlx['decode_tokens_per_sec']:.1f}x "
+                   "the MLX cache loop" if mlx else "")
+        verdict = "met" if row.get("meets_goal") else "not met"
+        parts.append(f"- Prompt of {row['prompt_tokens']} tokens: the NumPy decoder decodes "
+                     f"{_num(row['decode_tokens_per_sec'])} tokens/s{speedup}, first token "
+                     f"after {_num(row['ttft_ms'])} ms; goal (>= "
+                     f"{_num(goals['decode_tokens_per_sec'])} tokens/s, TTFT < "
+                     f"{_num(goals['ttft_ms'])} ms) {verdict}.")
+    for background in dict.fromkeys(r["background"] for r in rows if r["background"] != "none"):
+        busy = [r for r in rows if r["background"] == background]
+        parts.append(f"- With {background} beside it (prompt {busy[0]['prompt_tokens']}): " +
+                     ", ".join(f"{r['backend']} {_num(r['decode_tokens_per_sec'])} tokens/s"
+                               for r in busy) + ".")
+    sampler = data.get("sampler_us")
+    if sampler:
+        parts.append("- One `sample_token` call takes " + ", ".join(
+            f"{_num(v)} µs ({k} options)" for k, v in sampler.items()) + ".")
+    parts += ["", "Settings: " + data["settings"]["model"] + f"; {data['settings']['runs']} "
+              "timed runs per cell (median) after one warm-up run."]
+    return "\n".join(parts)
+
+
+def render_tui(data: dict[str, Any]) -> str:
+    """Launch-to-first-frame time of grain-tui and the goal check."""
+    row = data["results"][0]
+    table = [[_num(row["first_frame_s"]), f"{_num(row['min_first_frame_s'])} - "
+              f"{_num(row['max_first_frame_s'])}", _num(row["child_imports_s"]),
+              _num(row["bare_python_s"]), "met" if row["meets_goal"] else "not met"]]
+    goal = data["settings"]["goal_seconds"]
+    return "\n".join([
+        machine_line(data), "",
+        _table(["launch to first frame s (median)", "range s", "of which importing tui.app s",
+                "bare `python -c pass` s", f"goal < {_num(goal)} s"], table), "",
+        f"{row['runs']} cold launches after one warm-up launch; empty config and data "
+        "folders; headless, 120x40."])
+
+
+BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
+    "train_throughput_gpu": ("train_throughput_gpu.json", render_train, GPU_COMMAND),
+    "train_throughput_cpu": ("train_throughput_cpu.json", render_train,
+                             "python benchmarks/train_throughput.py --device cpu"),
+    "generate_speed_cpu": ("generate_speed_cpu.json", render_generate,
+                           "python benchmarks/generate_speed.py"),
+    "tui_startup_cpu": ("tui_startup_cpu.json", render_tui,
+                        "python benchmarks/tui_startup.py"),
+}
+
+
+def render_block(name: str, results: Path) -> str:
+    """The generated text of one block (a note with the command when there is no result)."""
+    filename, render, command = BLOCKS[name]
+    path = results / filename
+    if not path.is_file():
+        return f"*Not measured yet: run `{command}` and save its JSON as `{path.name}`.*"
+    return render(json.loads(path.read_text(encoding="utf-8")))
+
+
+def update(text: str, results: Path) -> str:
+    """``text`` with every marked block regenerated from ``results``."""
+    for name in BLOCKS:
+        pattern = re.compile(rf"(<!-- report.py: begin {name} -->\n).*?(<!-- report.py: end "
+                             rf"{name} -->)", re.DOTALL)
+        if pattern.search(text):
+            block = render_block(name, results)
+            text = pattern.sub(lambda m, b=block: f"{m.group(1)}{b}\n{m.group(2)}", text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite (or, with --check, verify) the generated blocks of the document."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--check", action="store_true", help="fail if the doc is out of date")
+    args = parser.parse_args(argv)
+    text = args.doc.read_text(encoding="utf-8")
+    updated = update(text, args.results)
+    if args.check:
+        if updated != text:
+            print(f"{args.doc} is out of date: run python benchmarks/report.py",
+                  file=sys.stderr)
+            return 1
+        return 0
+    if updated != text:
+        args.doc.write_text(updated, encoding="utf-8")
+        print(f"updated {args.doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
