@@ -15,6 +15,7 @@ from saga_model.errors import SagaError
 from saga_model.generate import (
     MLXDecoder,
     NameReminder,
+    _nucleus,
     ban_tokens,
     generate_tokens,
     sample_token,
@@ -154,3 +155,19 @@ def test_name_boost_brings_requested_names_into_stories(model: StoryModel,
                          SamplingOptions(seed=4, max_tokens=60, name_boost=30.0))
     assert "Zara" not in plain
     assert "Zara" in boosted
+
+
+def test_nucleus_equals_a_full_sort_including_ties() -> None:
+    rng = np.random.default_rng(0)
+    for case in range(300):
+        logits = rng.standard_normal(3000) * rng.uniform(0.1, 8)
+        if case % 3 == 0:
+            logits = np.round(logits, 1)  # many ties
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        top_p = rng.uniform(0.05, 0.999)
+        order = np.argsort(-probs, kind="stable")
+        keep = np.cumsum(probs[order]) - probs[order] < top_p
+        ids, weights = _nucleus(probs, top_p)
+        assert np.array_equal(ids, order[keep]), case
+        assert np.array_equal(weights, probs[order[keep]]), case
