@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,7 +109,7 @@ def slow_down_generation(monkeypatch: pytest.MonkeyPatch, delay: float) -> list[
             produced.append(piece)
             yield piece
 
-    monkeypatch.setattr("tui.screens.story.stream_story", slow)
+    monkeypatch.setattr("saga_model.stream_story", slow)
     return produced
 
 
@@ -148,8 +149,8 @@ async def test_escape_stops_at_once_and_a_new_story_replaces_a_running_one(
                                 SamplingOptions(max_tokens=40, seed=8))
 
 
-async def test_saved_story_is_found_by_search_after_a_restart(app_home: AppHome,
-                                                             tiny_run: Path) -> None:
+async def test_saved_story_is_found_after_a_restart_and_told_again_exactly(
+        app_home: AppHome, tiny_run: Path) -> None:
     app_home.install_model(tiny_run)
     app = GrainApp()
     async with app.run_test(size=SIZE) as pilot:
@@ -166,6 +167,8 @@ async def test_saved_story_is_found_by_search_after_a_restart(app_home: AppHome,
         await pilot.pause()
         assert any("Saved" in message for message in notifications(app))
 
+    # The run folder is renamed: "tell it again" finds its model by fingerprint.
+    (app_home.runs / "tiny").rename(app_home.runs / "tiny-moved")
     app = GrainApp()  # a new session: the story is still there
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f4")
@@ -180,8 +183,18 @@ async def test_saved_story_is_found_by_search_after_a_restart(app_home: AppHome,
         assert table.row_count == 1
         assert "The dragon picnic" in str(app.screen.query_one("#story-meta").render())
         assert app.screen.query_one("#library-story", StoryView).text == written
-        saved = app.library.search("dragon")[0]
-        assert saved.characters == "Zara" and saved.sampling["max_tokens"] == 60
+        saved = app.library.search("dragon")[0].story
+        assert saved.characters == "Zara" and saved.seed == saved.sampling["seed"]
+        assert set(saved.sampling) == set(dataclasses.asdict(SamplingOptions()))
+        assert saved.model_id.startswith("sha256:")
+
+        await pilot.press("enter")  # back to the list (the search field hands over focus)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, StoryScreen) and (
+            "done" in status_text(app) or "max length" in status_text(app)), what="told again")
+        assert story_text(app).strip() == written
+        assert app.screen.query_one("#story-pane").border_subtitle == f"seed {saved.seed}"
+        assert not [m for m in notifications(app) if "come out differently" in m]
 
 
 async def test_unreadable_model_is_reported_not_fatal(app_home: AppHome,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ from tui.runs import list_runs
 
 @dataclass
 class AppHome:
-    """The folders one test's app uses (and where it looks for the shipped model)."""
+    """The folders one test's app uses, where it looks for the shipped model, and a folder
+    first on ``PATH`` for fake programs (speech engine, clipboard tools)."""
 
     config: Path
     data: Path
     shipped: Path
+    bin: Path
 
     @property
     def prefs(self) -> Path:
@@ -48,16 +51,54 @@ class AppHome:
         shutil.copytree(source, target)
         return target
 
+    def fake_program(self, name: str, delay: float = 0.0, fail: str = "") -> Path:
+        """Put a program called ``name`` on ``PATH`` that logs each call and returns the log.
+
+        Each call appends one JSON line ``{"args": [...], "stdin": "..."}`` to the log, then
+        sleeps ``delay`` seconds; with ``-o``/``-w FILE`` (an audio export) it writes FILE;
+        with ``fail`` it prints that on stderr and exits 1.
+        """
+        log = self.bin / f"{name}.log"
+        script = self.bin / name
+        script.write_text(
+            f"#!{sys.executable}\n"
+            "import json, sys, time\n"
+            "args = sys.argv[1:]\n"
+            "entry = {'args': args, 'stdin': sys.stdin.read()}\n"
+            f"with open({str(log)!r}, 'a') as log:\n"
+            "    log.write(json.dumps(entry) + '\\n')\n"
+            f"if {fail!r}:\n"
+            f"    sys.exit({fail!r})\n"
+            "for flag in ('-o', '-w'):\n"
+            "    if flag in args:\n"
+            "        open(args[args.index(flag) + 1], 'wb').write(b'FORM....AIFF')\n"
+            f"time.sleep({delay!r})\n")
+        script.chmod(0o755)
+        return log
+
+
+#: What tells the app where it runs (SSH, which terminal, which display).
+CLIPBOARD_ENV = ("SSH_TTY", "SSH_CONNECTION", "SSH_CLIENT", "TERM_PROGRAM", "TMUX", "DISPLAY",
+                 "WAYLAND_DISPLAY")
+
 
 def isolated_app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppHome]:
     """Fresh config and data folders for the app (XDG variables, honoured by platformdirs);
     for an ``app_home`` fixture. The shipped model is hidden (an empty folder) unless the test
-    installs one. Any trainer still running at the end is killed."""
-    home = AppHome(tmp_path / "config", tmp_path / "data", tmp_path / "shipped")
+    installs one; ``home.bin`` comes first on ``PATH`` (for fake programs) and the variables
+    that say where the app runs (SSH, terminal, display) are cleared. Any trainer still
+    running at the end is killed."""
+    home = AppHome(tmp_path / "config", tmp_path / "data", tmp_path / "shipped",
+                   tmp_path / "bin")
     home.shipped.mkdir()
+    home.bin.mkdir()
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home.config))
     monkeypatch.setenv("XDG_DATA_HOME", str(home.data))
-    monkeypatch.setattr("tui.models.default_model_dir", lambda: home.shipped)
+    monkeypatch.setenv("PATH", f"{home.bin}{os.pathsep}{os.environ.get('PATH', '')}")
+    for name in CLIPBOARD_ENV:  # no test copies to the real clipboard or guesses it is remote
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("saga_model.shipped_model", lambda: home.shipped if (
+        home.shipped / "model.safetensors").is_file() else None)
     yield home
     for run in list_runs(paths.runs_dir()):  # never leave a trainer behind
         pid = run.pid()

@@ -1,4 +1,5 @@
-"""Command palette entries (ctrl+p): the main actions of every screen, by name."""
+"""Command palette entries (ctrl+p): the main actions of every screen, by name, and the
+settings that have no key (reading speed, voice)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,33 @@ if TYPE_CHECKING:
 
 def app_commands(app: GrainApp, screen: Screen[object]) -> Iterator[SystemCommand]:
     """Screen switching, help and theme, then the actions of ``screen``'s key bindings."""
-    yield SystemCommand("Story screen", "Write stories (F2)", partial(app.show_mode, "story"))
-    yield SystemCommand("Training screen", "Train a model and watch it learn (F3)",
+    yield SystemCommand("Story screen", f"Write stories ({app.key_for('show-story')})",
+                        partial(app.show_mode, "story"))
+    yield SystemCommand("Training screen",
+                        f"Train a model and watch it learn ({app.key_for('show-training')})",
                         partial(app.show_mode, "training"))
-    yield SystemCommand("Library", "Saved stories (F4)", partial(app.show_mode, "library"))
-    yield SystemCommand("Help", "Key bindings and file locations (F1)", app.action_help)
-    yield SystemCommand("Toggle dark / light", "Switch between the dark and light theme (ctrl+t)",
+    yield SystemCommand("Library", f"Saved stories ({app.key_for('show-library')})",
+                        partial(app.show_mode, "library"))
+    yield SystemCommand("Help", f"Key bindings and file locations ({app.key_for('help')})",
+                        app.action_help)
+    yield SystemCommand("Toggle dark / light",
+                        f"Switch between the dark and light theme ({app.key_for('toggle-theme')})",
                         app.action_toggle_theme)
+    yield SystemCommand("Bedtime mode",
+                        "Calm colours, wide margins, stories at reading speed "
+                        f"({app.key_for('bedtime')})", app.action_bedtime)
+    yield SystemCommand("Bedtime: reading speed…",
+                        f"Words a minute in bedtime mode (now "
+                        f"{app.prefs.bedtime.words_per_minute})",
+                        partial(app.ask_number, "Bedtime reading speed (words a minute)",
+                                app.prefs.bedtime.words_per_minute, app.set_reading_speed))
+    yield SystemCommand("Read aloud: voice…",
+                        f"The speech engine's voice (now {app.prefs.speech.voice or 'default'})",
+                        app.ask_voice)
+    yield SystemCommand("Read aloud: speed…",
+                        f"Words a minute when reading aloud (now {app.prefs.speech.rate})",
+                        partial(app.ask_number, "Read-aloud speed (words a minute)",
+                                app.prefs.speech.rate, app.set_speech_rate))
     screen_name = getattr(screen, "PALETTE_GROUP", "")
     for binding in screen.BINDINGS:
         if isinstance(binding, Binding) and binding.description and screen_name:

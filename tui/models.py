@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from saga_model import SagaError, default_model_dir, load_model
+import saga_model
+from saga_model import SagaError
 
 WEIGHTS = "model.safetensors"
 
@@ -20,10 +22,9 @@ class ModelChoice:
     path: Path
 
 
-def shipped_model() -> Path | None:
-    """The model shipped with the package, if it has been installed."""
-    folder = default_model_dir()
-    return folder if (folder / WEIGHTS).is_file() else None
+def holds_model(path: Path) -> bool:
+    """Whether ``path`` is a model: a folder with weights, or a weights/checkpoint file."""
+    return path.is_file() or (path / WEIGHTS).is_file()
 
 
 def run_model(run: Path) -> Path | None:
@@ -37,7 +38,7 @@ def run_model(run: Path) -> Path | None:
 def discover_models(runs_root: Path) -> list[ModelChoice]:
     """The shipped model (if any) then every run's model, most recently changed run first."""
     choices = []
-    shipped = shipped_model()
+    shipped = saga_model.shipped_model()
     if shipped is not None:
         choices.append(ModelChoice("shipped model", shipped))
     runs = [p for p in runs_root.iterdir() if p.is_dir()] if runs_root.is_dir() else []
@@ -57,9 +58,27 @@ def model_label(path: Path, choices: list[ModelChoice]) -> str:
     return path.name
 
 
+def _weights(path: Path) -> Path:
+    """The weights file of a model folder (or the file itself)."""
+    return path / WEIGHTS if path.is_dir() else path
+
+
+def model_fingerprint(path: Path) -> str:
+    """A short id of a model's weights (SHA-256), the same wherever the folder is copied;
+    ``""`` if the file cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(_weights(path), "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return ""
+    return f"sha256:{digest.hexdigest()[:16]}"
+
+
 class ModelCache:
-    """Keeps the last loaded model; safe to call from worker threads (use
-    :func:`tui.threads.run_in_fresh_thread` for anything that touches MLX).
+    """Keeps the last loaded model and the fingerprints of models seen; safe to call from
+    worker threads (use :func:`tui.threads.run_in_fresh_thread` for anything that touches MLX).
 
     A model folder that changed on disk since it was loaded (a run's ``best/`` during training)
     is loaded again.
@@ -69,15 +88,26 @@ class ModelCache:
         self._lock = threading.Lock()
         self._key: tuple[str, int] | None = None
         self._loaded: tuple[Any, Any] | None = None
+        self._fingerprints: dict[tuple[str, int], str] = {}
 
     @staticmethod
     def _key_for(path: Path) -> tuple[str, int]:
-        weights = path / WEIGHTS if path.is_dir() else path
         try:
-            stamp = weights.stat().st_mtime_ns
+            stamp = _weights(path).stat().st_mtime_ns
         except OSError:
             stamp = 0
         return str(path), stamp
+
+    def fingerprint(self, path: Path) -> str:
+        """:func:`model_fingerprint` of ``path``, computed once per version of the file."""
+        key = self._key_for(path)
+        with self._lock:
+            known = self._fingerprints.get(key)
+        if known is None:
+            known = model_fingerprint(path)
+            with self._lock:
+                self._fingerprints[key] = known
+        return known
 
     def get(self, path: Path) -> tuple[Any, Any]:
         """``(model, tokenizer)`` for ``path``; raises :class:`SagaError` if it cannot load."""
@@ -86,7 +116,7 @@ class ModelCache:
             if self._key != key or self._loaded is None:
                 self._loaded = None
                 try:
-                    self._loaded = load_model(path)
+                    self._loaded = saga_model.load_model(path)
                 except SagaError:
                     raise
                 except Exception as exc:  # an unreadable file: permissions, I/O errors, ...
@@ -106,6 +136,6 @@ def pick_model(choices: list[ModelChoice], preferred: str) -> tuple[list[ModelCh
         path = Path(preferred).expanduser()
         if any(choice.path == path for choice in choices):
             return choices, path
-        if path.is_file() or (path / WEIGHTS).is_file():
+        if holds_model(path):
             return [*choices, ModelChoice(f"{path.name} (folder)", path)], path
     return choices, (choices[0].path if choices else None)

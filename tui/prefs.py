@@ -1,4 +1,4 @@
-"""User preferences: last story settings, chosen model, theme, training form (TOML).
+"""User preferences: story settings, model, theme, training form, read aloud, bedtime, keys.
 
 Read with :mod:`tomllib`, written atomically with :mod:`tomli_w`. A file that cannot be read
 is moved aside (never deleted) and the app starts from defaults with a message for the user.
@@ -21,6 +21,11 @@ from saga_model.atomic import atomic_write_text
 
 DARK_THEME = "textual-dark"
 LIGHT_THEME = "textual-light"
+
+
+def _within(low: int, high: int) -> dict[str, tuple[int, int]]:
+    """Field metadata: the value must lie in ``[low, high]``."""
+    return {"range": (low, high)}
 
 
 @dataclass
@@ -49,13 +54,37 @@ class TrainingSettings:
 
 
 @dataclass
+class SpeechSettings:
+    """Reading stories aloud: on or off, the engine's voice ("" = its default) and speed."""
+
+    enabled: bool = False
+    voice: str = ""
+    rate: int = field(default=150, metadata=_within(60, 500))  # words per minute
+
+
+@dataclass
+class BedtimeSettings:
+    """Bedtime mode: calm colours, wide margins, text revealed at reading speed."""
+
+    enabled: bool = False
+    words_per_minute: int = field(default=140, metadata=_within(30, 2000))
+
+
+@dataclass
 class Preferences:
-    """Everything the app remembers between sessions."""
+    """Everything the app remembers between sessions.
+
+    ``keymap`` maps binding ids to keys (the ``[keymap]`` table), e.g. ``generate = "ctrl+w"``;
+    the app checks the ids and keys (see :mod:`tui.keymap`).
+    """
 
     theme: str = DARK_THEME
     model: str = ""
     story: StorySettings = field(default_factory=StorySettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
+    speech: SpeechSettings = field(default_factory=SpeechSettings)
+    bedtime: BedtimeSettings = field(default_factory=BedtimeSettings)
+    keymap: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,7 +119,20 @@ def _fill(obj: Any, table: dict[str, Any], prefix: str, problems: list[str]) -> 
             else:
                 problems.append(f"{prefix}{f.name}")
             continue
+        if isinstance(current, dict):  # a table of strings, e.g. [keymap]
+            if not isinstance(value, dict):
+                problems.append(f"{prefix}{f.name}")
+                continue
+            for key, item in value.items():
+                if isinstance(item, str):
+                    current[key] = item
+                else:
+                    problems.append(f"{prefix}{f.name}.{key}")
+            continue
         ok, value = _coerce(hints[f.name], value)
+        if ok and "range" in f.metadata:
+            low, high = f.metadata["range"]
+            ok = low <= value <= high
         if ok:
             setattr(obj, f.name, value)
         else:

@@ -3,8 +3,9 @@
     python docs/images/make_screenshots.py
 
 It works in a temporary home: trains a small run with ``grain-train`` (about a minute on a
-laptop CPU), writes a story with the shipped model (or that run), saves it, and photographs
-each screen at 80x24 the way the app draws it in a terminal.
+laptop CPU), writes a story with the shipped model (or that run), saves it and a continued
+version of it, and photographs each screen at 80x24 the way the app draws it in a terminal
+(also the versions dialog and bedtime mode).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def train_example_run(runs: Path) -> None:
                     "--quiet"], check=True)
 
 
+async def wait_until_told(pilot: object, screen: object) -> None:
+    """Wait for the Story screen to finish the story it is writing."""
+    while not any(state in str(screen.status.render()) for state in ("done", "max length")):
+        await pilot.pause(0.1)
+
+
 async def shoot() -> None:
     """Drive the app with keys and save one SVG per screen."""
     from tui.app import GrainApp
@@ -41,12 +48,10 @@ async def shoot() -> None:
         assert isinstance(screen, StoryScreen)
         while "ready" not in str(screen.status.render()):
             await pilot.pause(0.1)
-        for field, value in (("characters", "Zara, Milo"), ("seed", "7")):
+        for field, value in (("characters", "Zara, Milo"), ("seed", "7"), ("max_tokens", "200")):
             screen.query_one(f"#{field}").value = value
         await pilot.press("ctrl+g")
-        while "done" not in str(screen.status.render()) \
-                and "max length" not in str(screen.status.render()):
-            await pilot.pause(0.1)
+        await wait_until_told(pilot, screen)
         app.clear_notifications()
         await pilot.pause(0.3)
         app.save_screenshot(str(HERE / "story.svg"))
@@ -54,17 +59,32 @@ async def shoot() -> None:
         await pilot.pause(0.3)
         app.save_screenshot(str(HERE / "save-dialog.svg"))
         await pilot.press("enter")
+        await pilot.press("ctrl+n")  # a continued version, saved too
+        await wait_until_told(pilot, screen)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
         await pilot.press("f3")
         await pilot.pause(1.5)
         app.clear_notifications()
         await pilot.pause(0.3)
         app.save_screenshot(str(HERE / "training.svg"))
-        await pilot.press("f4")
+        await pilot.press("f4", "ctrl+f", *"Zara", "enter")
         await pilot.pause(0.5)
+        app.clear_notifications()
+        await pilot.pause(0.3)
         app.save_screenshot(str(HERE / "library.svg"))
-        await pilot.press("f1")
+        await pilot.press("v")
+        await pilot.pause(0.5)
+        app.save_screenshot(str(HERE / "versions.svg"))
+        await pilot.press("escape", "f1")
         await pilot.pause(0.5)
         app.save_screenshot(str(HERE / "help.svg"))
+        await pilot.press("escape", "f2", "f5", "ctrl+g")
+        await pilot.pause(4)  # a few words in, at reading speed
+        app.clear_notifications()
+        await pilot.pause(0.3)
+        app.save_screenshot(str(HERE / "bedtime.svg"))
 
 
 def main() -> None:

@@ -22,3 +22,8 @@ class GrainScreen(Screen[None]):
     def grain(self) -> GrainApp:
         """The running :class:`~tui.app.GrainApp`."""
         return cast("GrainApp", self.app)
+
+    def key(self, binding_id: str) -> str:
+        """The key that runs the binding ``binding_id`` (after the user's keymap), e.g.
+        ``ctrl+g``, for messages that tell the user what to press."""
+        return self.grain.key_for(binding_id)

@@ -16,9 +16,10 @@ class ConfirmDialog(ModalScreen[bool]):
     """Asks a question; dismisses with ``True`` (confirm) or ``False`` (cancel, escape)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel"),
-        Binding("left", "app.focus_previous", "Previous button", show=False),
-        Binding("right", "app.focus_next", "Next button", show=False),
+        Binding("escape", "cancel", "Cancel", id="cancel"),
+        Binding("left", "app.focus_previous", "Previous button", show=False,
+                id="previous-button"),
+        Binding("right", "app.focus_next", "Next button", show=False, id="next-button"),
     ]
 
     def __init__(self, question: str, confirm: str = "Yes", cancel: str = "Cancel") -> None:

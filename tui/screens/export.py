@@ -1,4 +1,4 @@
-"""Choose the format and folder of an exported story."""
+"""Choose the format (Markdown, text, HTML or audio) and folder of an exported story."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Select, Static
 
-FORMAT_OPTIONS = [("Markdown (.md)", "markdown"), ("Plain text (.txt)", "text")]
+FORMAT_OPTIONS = [("Markdown (.md)", "markdown"), ("Plain text (.txt)", "text"),
+                  ("Web page (.html)", "html"), ("Audio, read aloud (say / espeak-ng)", "audio")]
 
 
 @dataclass
@@ -26,7 +27,7 @@ class ExportChoice:
 class ExportDialog(ModalScreen[ExportChoice | None]):
     """Dismisses with an :class:`ExportChoice` (enter in the folder field) or ``None``."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="cancel")]
 
     def __init__(self, folder: Path) -> None:
         super().__init__()

@@ -1,4 +1,5 @@
-"""The help screen: every key binding (read from the screens themselves) and file locations."""
+"""The help screen: every key binding (read from the screens themselves, the user's keymap
+applied), the binding ids to use in ``[keymap]``, and file locations."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from ..paths import exports_dir, library_file, prefs_file, runs_dir
+from ..speech import find_engine
 from .library import LibraryScreen
 from .story import StoryScreen
 from .training import TrainingScreen
@@ -24,14 +26,15 @@ GENERAL = (
 )
 
 
-def binding_rows(bindings: list[BindingType]) -> list[tuple[str, str]]:
-    """``(keys, what they do)`` for the bindings that have a description."""
+def binding_rows(bindings: list[BindingType],
+                 keymap: dict[str, str]) -> list[tuple[str, str]]:
+    """``(keys, what they do [id])`` for the bindings that have a description."""
     rows = []
     for item in bindings:
         if not isinstance(item, Binding) or not item.description:
             continue
-        keys = " / ".join(key.strip() for key in item.key.split(","))
-        rows.append((keys, item.tooltip or item.description))
+        keys = " / ".join(key.strip() for key in keymap.get(item.id or "", item.key).split(","))
+        rows.append((keys, f"{item.tooltip or item.description}  [{item.id}]"))
     return rows
 
 
@@ -39,22 +42,25 @@ class HelpScreen(ModalScreen[None]):
     """Lists the keys of every screen, then where the app keeps its files."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,f1,q", "close", "Close"),
+        Binding("escape,f1,q", "close", "Close", id="close-help"),
     ]
 
-    def __init__(self, app_bindings: list[BindingType]) -> None:
+    def __init__(self, app_bindings: list[BindingType], keymap: dict[str, str]) -> None:
         super().__init__()
         self.sections = [
-            ("Everywhere", [*GENERAL, *binding_rows(app_bindings)]),
-            ("Story screen", binding_rows(StoryScreen.BINDINGS)),
-            ("Training screen", binding_rows(TrainingScreen.BINDINGS)),
-            ("Library screen", binding_rows(LibraryScreen.BINDINGS)),
+            ("Everywhere", [*GENERAL, *binding_rows(app_bindings, keymap)]),
+            ("Story screen", binding_rows(StoryScreen.BINDINGS, keymap)),
+            ("Training screen", binding_rows(TrainingScreen.BINDINGS, keymap)),
+            ("Library screen", binding_rows(LibraryScreen.BINDINGS, keymap)),
         ]
 
     def compose(self) -> ComposeResult:
-        """A two-column table per section, then the file locations."""
+        """A two-column table per section, then the file locations and the speech engine."""
+        engine = find_engine()
         files = [("Preferences", str(prefs_file())), ("Library", str(library_file())),
-                 ("Training runs", str(runs_dir())), ("Exports", str(exports_dir()))]
+                 ("Training runs", str(runs_dir())), ("Exports", str(exports_dir())),
+                 ("Read aloud", f"{engine.name} ({engine.path})" if engine else "no speech "
+                  "engine (install espeak-ng, or use macOS say)")]
         with VerticalScroll(classes="dialog help-dialog") as box:
             box.border_title = "Grain de Saga — keys"
             with Grid(classes="help-table"):
@@ -64,7 +70,9 @@ class HelpScreen(ModalScreen[None]):
                     for keys, text in rows:
                         yield Static(Content(keys), classes="help-keys")
                         yield Static(Content(text))
-            yield Static("escape, F1 or q closes this help.", classes="dialog-hint")
+            yield Static("Change a key in preferences.toml: [keymap] then id = \"key\", e.g. "
+                         "generate = \"ctrl+w\". escape, F1 or q closes this help.",
+                         classes="dialog-hint")
 
     def action_close(self) -> None:
         """Back to the app."""

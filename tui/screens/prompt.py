@@ -15,7 +15,7 @@ from textual.widgets import Input, Static
 class PromptDialog(ModalScreen[str | None]):
     """Dismisses with the entered text (enter) or ``None`` (escape)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="cancel")]
 
     def __init__(self, title: str, value: str = "", placeholder: str = "") -> None:
         super().__init__()

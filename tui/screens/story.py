@@ -1,12 +1,19 @@
-"""The Story screen: settings on the left, the story streaming in on the right."""
+"""The Story screen: settings on the left, the story streaming in on the right.
+
+Besides writing new stories it tells saved ones again (same model, settings and seed: the
+same story), grows new versions of a story (continue from its end, or branch after any
+sentence), reads stories aloud sentence by sentence as they appear, and in bedtime mode lets
+the text out at reading speed instead of as fast as the model writes.
+"""
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -14,43 +21,34 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
 from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Select
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from saga_model import SagaError, SamplingOptions, StoryPiece, StoryRequest, stream_story
+import saga_model
+from saga_model import SagaError
 
-from ..export import export_story
+from ..jobs import MAX_SEED, StoryJob, options_from_saved, request_from_saved, saved_story
 from ..library import LibraryError, SavedStory, suggest_title
-from ..models import ModelChoice, discover_models, model_label, pick_model
+from ..models import ModelChoice, discover_models, holds_model, model_label, pick_model
 from ..paths import exports_dir, runs_dir
 from ..prefs import StorySettings
+from ..reveal import WordReveal
+from ..speech import NO_ENGINE, SentenceSplitter
 from ..threads import run_in_fresh_thread
 from ..widgets.generation_status import GenerationStatus
 from ..widgets.nav_bar import NavBar
 from ..widgets.story_settings import FormError, StorySettingsForm
 from ..widgets.story_view import StoryView
 from .base import GrainScreen
+from .branch import BranchDialog
 from .export import ExportChoice, ExportDialog
 from .prompt import PromptDialog
 
-NO_MODEL = ("[b]No trained model yet.[/b]\n\n"
-            "Grain de Saga needs a story model to write with. Press [b]F3[/b] to open the "
-            "Training screen and train one on a folder of stories (the [i]tiny[/i] size "
-            "trains in about a minute), or load a model folder with [b]ctrl+p[/b] → "
-            "[i]Load model from a folder[/i].")
-READY = ("Choose the settings on the left, then press [b]ctrl+g[/b] (or [b]enter[/b] in a "
-         "field) to write a story. [b]escape[/b] stops it, [b]ctrl+r[/b] writes another.")
-MAX_SEED = 999_999  # short enough to read off the status line and type back
+if TYPE_CHECKING:
+    from saga_model import SamplingOptions, StoryPiece
 
-
-@dataclass
-class StoryJob:
-    """One generation: what to write, how, and with which model."""
-
-    request: StoryRequest
-    options: SamplingOptions
-    model_path: Path
-    model_label: str
+_VERSION_SUFFIX = re.compile(r" \((continued|new version)\)$")
 
 
 class StoryScreen(GrainScreen):
@@ -63,25 +61,38 @@ class StoryScreen(GrainScreen):
                        "load_model"),)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+g", "generate", "Generate", tooltip="Write a story with these settings",
-                priority=True),
-        Binding("escape", "stop", "Stop", tooltip="Stop the story being written"),
+                priority=True, id="generate"),
+        Binding("escape", "stop", "Stop",
+                tooltip="Stop the story being written, and the reading aloud", id="stop"),
         Binding("ctrl+r", "regenerate", "Again",
                 tooltip="Write another story with the last settings and a new seed",
-                priority=True),
-        Binding("ctrl+s", "save", "Save", tooltip="Save the story in the library", priority=True),
-        Binding("ctrl+o", "export", "Export", tooltip="Write the story to a Markdown or text file",
-                priority=True),
+                priority=True, id="again"),
+        Binding("ctrl+s", "save", "Save", tooltip="Save the story in the library", priority=True,
+                id="save"),
+        Binding("ctrl+n", "continue", "Continue",
+                tooltip="Write what happens next (a new version of the story)", priority=True,
+                id="continue"),
+        Binding("f6", "branch", "Branch",
+                tooltip="Write a new version of the story from one of its sentences",
+                priority=True, id="branch"),
+        Binding("ctrl+l", "read_aloud", "Read aloud",
+                tooltip="Read stories aloud as they appear (on / off)", priority=True,
+                id="read-aloud"),
+        Binding("ctrl+o", "export", "Export",
+                tooltip="Write the story to a Markdown, text, HTML or audio file",
+                priority=True, show=False, id="export"),
         Binding("ctrl+y", "copy", "Copy", tooltip="Copy the story to the clipboard",
-                priority=True),
+                priority=True, show=False, id="copy"),
     ]
 
     class Piece(Message):
-        """A piece of text from the generation worker."""
+        """A piece of text from the generation worker (and the fingerprint of its model)."""
 
-        def __init__(self, run_id: int, piece: StoryPiece) -> None:
+        def __init__(self, run_id: int, piece: StoryPiece, model_id: str) -> None:
             super().__init__()
             self.run_id = run_id
             self.piece = piece
+            self.model_id = model_id
 
     class Failed(Message):
         """The worker could not load the model or generate."""
@@ -101,10 +112,17 @@ class StoryScreen(GrainScreen):
     def __init__(self) -> None:
         super().__init__()
         self._run_id = 0
-        self._generating = False
+        self._generating = False  # writing, or (bedtime) still letting the text out
         self._job: StoryJob | None = None
         self._choices: list[ModelChoice] = []
         self._last_piece: StoryPiece | None = None
+        self._written: StoryPiece | None = None  # the model finished with this piece
+        self._model_id = ""
+        self._saved: SavedStory | None = None  # the library story on screen, if it is one
+        self._reveal: WordReveal | None = None
+        self._reveal_timer: Timer | None = None
+        self._sentences: SentenceSplitter | None = None  # reading aloud as text appears
+        self._ready_shown = False  # the "how to start" hint is on screen
 
     def compose(self) -> ComposeResult:
         """Navigation, settings pane, story pane, footer."""
@@ -120,7 +138,7 @@ class StoryScreen(GrainScreen):
                 yield StoryView(id="story-view")
                 yield Button("Train a model (F3)", id="train-button", variant="primary")
                 yield GenerationStatus(id="generation-status")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)  # ^p is on the top line
 
     @property
     def form(self) -> StorySettingsForm:
@@ -153,6 +171,34 @@ class StoryScreen(GrainScreen):
             if not had_model:
                 self._model_changed(announce=False)
 
+    # -- messages that name keys (the user may have remapped them) ----------------------------
+
+    def _no_model_text(self) -> str:
+        return ("[b]No trained model yet.[/b]\n\n"
+                f"Grain de Saga needs a story model to write with. Press [b]"
+                f"{self.key('show-training')}[/b] to open the Training screen and train one on "
+                "a folder of stories (the [i]tiny[/i] size trains in about a minute), or load "
+                "a model folder with [b]ctrl+p[/b] → [i]Load model from a folder[/i].")
+
+    def _ready_text(self) -> str:
+        choose = (f"The settings are hidden in bedtime mode ([b]{self.key('bedtime')}[/b] "
+                  "shows them): press" if self.grain.bedtime else
+                  "Choose the settings on the left, then press")
+        return (f"{choose} [b]{self.key('generate')}[/b] (or [b]enter[/b] in a field) to write "
+                f"a story. [b]{self.key('stop')}[/b] stops it, [b]{self.key('again')}[/b] "
+                "writes another.")
+
+    def _show_ready(self) -> None:
+        self.view.show_message(self._ready_text())
+        self._ready_shown = True
+
+    def bedtime_changed(self) -> None:
+        """Bedtime mode went on or off: the settings pane hides or comes back."""
+        if self.grain.bedtime:
+            self.view.focus()
+        if self._ready_shown:
+            self._show_ready()
+
     # -- model -------------------------------------------------------------------------------
 
     def _model_changed(self, announce: bool) -> None:
@@ -162,16 +208,22 @@ class StoryScreen(GrainScreen):
         if self._generating:
             return
         if path is None:
-            self.view.show_message(NO_MODEL)
+            self._ready_shown = False
+            self.view.show_message(self._no_model_text())
             self.status.show("no model")
             if announce:
-                self.notify("No trained model yet: press F3 to train one.",
-                            title="Welcome to Grain de Saga", timeout=8)
+                self.notify(f"No trained model yet: press {self.key('show-training')} to train "
+                            "one.", title="Welcome to Grain de Saga", timeout=8)
             return
-        self.view.show_message(READY)
+        self._show_ready()
         self.status.show(f"loading {model_label(path, self._choices)}…")
         self._run_id += 1
-        self._preload(self._run_id, path)
+        # After the first frame: importing MLX in a thread would hold the GIL while it paints.
+        self.call_after_refresh(self._start_preload, self._run_id, path)
+
+    def _start_preload(self, run_id: int, path: Path) -> None:
+        if run_id == self._run_id:  # not if a story (or another model) came first
+            self._preload(run_id, path)
 
     @work(thread=True, exclusive=True, group="story", exit_on_error=False)
     def _preload(self, run_id: int, path: Path) -> None:
@@ -181,6 +233,7 @@ class StoryScreen(GrainScreen):
         except SagaError as exc:
             self.post_message(self.Failed(run_id, f"Could not load the model: {exc}"))
             return
+        self.grain.models.fingerprint(path)  # ready for when the story is saved
         self.post_message(self.ModelReady(run_id))
 
     @on(Select.Changed, "#model")
@@ -214,6 +267,20 @@ class StoryScreen(GrainScreen):
                                           placeholder="~/path/to/run-or-model"),
                              self.use_model_folder)
 
+    def _model_for(self, story: SavedStory) -> tuple[Path | None, bool]:
+        """The model to tell a saved story with, and whether it is the one that wrote it
+        (found by its fingerprint, wherever it is now); else the picker's model."""
+        models = self.grain.models
+        if story.model_path and holds_model(Path(story.model_path)):
+            stored = Path(story.model_path)
+            if not story.model_id or models.fingerprint(stored) == story.model_id:
+                return stored, True
+        if story.model_id:
+            for choice in self._choices:
+                if models.fingerprint(choice.path) == story.model_id:
+                    return choice.path, True
+        return self.form.model_path(), False
+
     # -- generation --------------------------------------------------------------------------
 
     def _job_from_form(self) -> StoryJob | None:
@@ -228,15 +295,14 @@ class StoryScreen(GrainScreen):
         self.grain.save_prefs()
         path = self.form.model_path()
         if path is None:
-            self.notify("There is no model to write with yet: press F3 to train one.",
-                        severity="warning")
+            self.notify(f"There is no model to write with yet: press "
+                        f"{self.key('show-training')} to train one.", severity="warning")
             return None
         try:
-            request = StoryRequest.create(theme=settings.theme or None,
-                                          tone=settings.tone or None,
-                                          genre=settings.genre or None,
-                                          characters=settings.characters,
-                                          opening=settings.opening)
+            request = saga_model.StoryRequest.create(
+                theme=settings.theme or None, tone=settings.tone or None,
+                genre=settings.genre or None, characters=settings.characters,
+                opening=settings.opening)
             options = self._options(settings)
         except SagaError as exc:
             self.notify(str(exc), severity="error")
@@ -247,8 +313,9 @@ class StoryScreen(GrainScreen):
     def _options(settings: StorySettings) -> SamplingOptions:
         """Sampling options; a random seed is drawn here so every story can be reproduced."""
         seed = settings.seed if settings.seed is not None else random.randint(0, MAX_SEED)
-        return SamplingOptions(temperature=settings.temperature, top_p=settings.top_p,
-                               max_tokens=settings.max_tokens, seed=seed)
+        return saga_model.SamplingOptions(temperature=settings.temperature,
+                                          top_p=settings.top_p,
+                                          max_tokens=settings.max_tokens, seed=seed)
 
     def action_generate(self) -> None:
         """Write a new story with the form's settings (cancelling one being written)."""
@@ -269,14 +336,59 @@ class StoryScreen(GrainScreen):
         event.stop()
         self.action_generate()
 
-    def _start(self, job: StoryJob) -> None:
+    def tell_saved(self, story: SavedStory, how: str, end: int | None = None) -> None:
+        """Tell a library story ``again`` (its model, settings and seed: the same story), or
+        write a new version of it: ``continue`` from its end, or ``branch`` after the
+        sentence that ends at ``end``."""
+        path, same_model = self._model_for(story)
+        if path is None:
+            self.notify("There is no model to tell it with.", severity="warning")
+            return
+        try:
+            options = options_from_saved(story.sampling)
+        except SagaError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        label = model_label(path, self._choices)
+        if how == "again":
+            if not same_model:
+                self.notify(f"The model that wrote “{story.title}” is gone or has changed: "
+                            f"telling it with {label}, so it will come out differently.",
+                            severity="warning", timeout=10)
+            if options.seed is None:
+                options = replace(options, seed=random.randint(0, MAX_SEED))
+            self._start(StoryJob(request_from_saved(story), options, path, label,
+                                 story.parent_id, story.title), saved=story)
+            return
+        opening = story.text.strip() if end is None else story.text[:end].strip()
+        self._start(self._version(StoryJob(request_from_saved(story), options, path, label),
+                                  opening, story.id, story.title, how))
+
+    def _version(self, job: StoryJob, opening: str, parent_id: int | None, title: str,
+                 how: str) -> StoryJob:
+        """A job writing on from ``opening`` with a new seed, linked to its parent story."""
+        name = "continued" if how == "continue" else "new version"
+        return replace(job, request=replace(job.request, opening=opening),
+                       options=replace(job.options, seed=random.randint(0, MAX_SEED)),
+                       parent_id=parent_id, title=f"{_VERSION_SUFFIX.sub('', title)} ({name})")
+
+    def _start(self, job: StoryJob, saved: SavedStory | None = None) -> None:
         self._run_id += 1
         self._job = job
+        self._saved = saved
+        self._ready_shown = False
+        self._last_piece = self._written = None
+        self._stop_reveal()
+        if self.grain.bedtime:
+            self._reveal = WordReveal()
+            self._reveal_timer = self.set_interval(
+                60 / self.grain.prefs.bedtime.words_per_minute, self._reveal_tick)
+        self.grain.stop_speaking()
+        self._sentences = self._reader()
         self._set_generating(True)
-        self._last_piece = None
         self.view.clear()
         self.status.show("writing", 0)
-        self.query_one("#story-pane").border_subtitle = f"seed {job.options.seed}"
+        self._show_subtitle()
         self._generate(self._run_id, job)
 
     @work(thread=True, exclusive=True, group="story", exit_on_error=False)
@@ -292,36 +404,82 @@ class StoryScreen(GrainScreen):
         except SagaError as exc:
             self.post_message(self.Failed(run_id, f"Could not load the model: {exc}"))
             return
+        model_id = self.grain.models.fingerprint(job.model_path)
         try:
-            for piece in stream_story(model, tokenizer, job.request, job.options):
+            for piece in saga_model.stream_story(model, tokenizer, job.request, job.options):
                 if cancelled():
                     return
-                self.post_message(self.Piece(run_id, piece))
+                self.post_message(self.Piece(run_id, piece, model_id))
         except SagaError as exc:
             self.post_message(self.Failed(run_id, str(exc)))
 
     def on_story_screen_piece(self, message: Piece) -> None:
-        """Show a new piece (pieces of a cancelled story are dropped)."""
+        """Show a new piece, or hold it back for bedtime (pieces of a cancelled story are
+        dropped)."""
         if message.run_id != self._run_id or self._job is None:
             return
         piece = self._last_piece = message.piece
-        self.view.append(piece.text)
-        if piece.finish_reason is None:
-            state = "writing"
+        self._model_id = message.model_id
+        if self._reveal is not None:
+            self._reveal.push(piece.text)
         else:
-            self._set_generating(False)
+            self._show_text(piece.text)
+        if piece.finish_reason is None:
+            self.status.show("writing", piece.n_tokens, piece.tokens_per_sec)
+            return
+        self._written = piece
+        if self._reveal is None:
+            self._finish()
+        else:
+            self.status.show("telling", piece.n_tokens, piece.tokens_per_sec)
+
+    def _reveal_tick(self) -> None:
+        """Bedtime: let the next word out (all that waits, if bedtime was switched off)."""
+        if self._reveal is None:
+            return
+        complete = self._written is not None
+        text = self._reveal.next_word(complete) if self.grain.bedtime else \
+            self._reveal.take_all()
+        if text:
+            self._show_text(text)
+        if complete and not self._reveal.pending:
+            self._finish()
+
+    def _stop_reveal(self) -> None:
+        if self._reveal_timer is not None:
+            self._reveal_timer.stop()
+        self._reveal_timer = None
+        self._reveal = None
+
+    def _show_text(self, text: str) -> None:
+        """Add text to the story on screen (and read out the sentences it completes)."""
+        self.view.append(text)
+        if self._sentences is not None:
+            self.grain.speak(self._sentences.feed(text))
+
+    def _finish(self) -> None:
+        """The whole story is on screen."""
+        piece = self._written
+        self._stop_reveal()
+        self._set_generating(False)
+        if self._sentences is not None:
+            self.grain.speak(self._sentences.flush())
+        if piece is not None:
             state = "done" if piece.finish_reason == "end" else "max length"
-        self.status.show(state, piece.n_tokens, piece.tokens_per_sec)
+            self.status.show(state, piece.n_tokens, piece.tokens_per_sec)
 
     def on_story_screen_failed(self, message: Failed) -> None:
         """Show why nothing (more) can be written."""
         if message.run_id != self._run_id:
             return
+        self._stop_reveal()
         self._set_generating(False)
         self.status.show("error")
         if not self.view.text:  # a story already on screen stays there
+            self._ready_shown = False
             self.view.show_message(f"[b $error]{escape(message.error)}[/]\n\nChoose another "
-                                   "model in the picker, or train one with F3.")
+                                   "model in the picker, or train one with "
+                                   f"{escape(self.key('show-training'))}.")
         self.notify(message.error, severity="error", timeout=10)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -331,10 +489,13 @@ class StoryScreen(GrainScreen):
                                                         f"{event.worker.error!r}"))
 
     def action_stop(self) -> None:
-        """Stop the story being written; what was written stays."""
+        """Stop the story being written (what was written stays) and the reading aloud."""
+        self._sentences = None
+        self.grain.stop_speaking()
         if not self._generating:
             return
         self._run_id += 1
+        self._stop_reveal()
         self._set_generating(False)
         self.workers.cancel_group(self, "story")
         piece = self._last_piece
@@ -349,35 +510,80 @@ class StoryScreen(GrainScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys that would do nothing right now are shown dimmed in the footer."""
         if action == "stop":
-            return self._generating or None
-        if action in ("save", "export", "copy"):
+            return self._generating or self.grain.speaking or None
+        if action in ("save", "export", "copy", "continue", "branch"):
             return (not self._generating and bool(self.view.text.strip())) or None
         return True
 
-    # -- keeping stories ---------------------------------------------------------------------
+    # -- reading aloud -----------------------------------------------------------------------
+
+    def _reader(self) -> SentenceSplitter | None:
+        """A sentence splitter if stories are read aloud (and a speech engine is there)."""
+        speech = self.grain.prefs.speech
+        if not speech.enabled:
+            return None
+        if self.grain.speaker() is None:
+            speech.enabled = False
+            self.grain.save_prefs()
+            self.notify(f"Read aloud is now off. {NO_ENGINE}", severity="error", timeout=15)
+            return None
+        return SentenceSplitter()
+
+    def action_read_aloud(self) -> None:
+        """Switch reading aloud on (from the start of the story on screen) or off."""
+        speech = self.grain.prefs.speech
+        if speech.enabled:
+            speech.enabled = False
+            self._sentences = None
+            self.grain.stop_speaking()
+            self.notify("Read aloud is off.")
+        elif self.grain.speaker() is None:
+            self.notify(NO_ENGINE, severity="error", timeout=15)
+            return
+        else:
+            speech.enabled = True
+            self._sentences = SentenceSplitter()
+            self.grain.stop_speaking()
+            self.grain.speak(self._sentences.feed(self.view.text))
+            if not self._generating:
+                self.grain.speak(self._sentences.flush())
+            self.notify(f"Read aloud is on: stories are read sentence by sentence as they "
+                        f"appear. {self.key('stop')} stops, {self.key('read-aloud')} switches "
+                        "it off.")
+        self.grain.save_prefs()
+        self._show_subtitle()
+
+    def _show_subtitle(self) -> None:
+        """The story pane's lower border: the seed, and whether stories are read aloud."""
+        parts = [f"seed {self._job.options.seed}"] if self._job is not None else []
+        if self.grain.prefs.speech.enabled:
+            parts.append("read aloud")
+        self.query_one("#story-pane").border_subtitle = " · ".join(parts)
+
+    # -- keeping stories and growing new versions ----------------------------------------------
 
     def _story(self, title: str) -> SavedStory | None:
         """The story on screen with its settings, ``None`` if there is none."""
         if self._job is None or not self.view.text.strip():
             return None
-        request, options = self._job.request, self._job.options
-        return SavedStory(
-            title=title, text=self.view.text.strip(), theme=request.theme or "",
-            tone=request.tone or "", genre=request.genre or "",
-            characters=", ".join(request.characters), opening=request.opening,
-            model=self._job.model_label,
-            sampling={"temperature": options.temperature, "top_p": options.top_p,
-                      "max_tokens": options.max_tokens, "seed": options.seed},
-        )
+        return saved_story(self._job, self.view.text.strip(), title, self._model_id)
+
+    def _title(self) -> str:
+        """The title of the story on screen (its library title, else one from its text)."""
+        if self._saved is not None:
+            return self._saved.title
+        if self._job is not None and self._job.title:
+            return self._job.title
+        return suggest_title(self.view.text)
 
     def _keepable(self) -> bool:
-        """Whether there is a finished (or stopped) story to save, export or copy."""
+        """Whether there is a finished (or stopped) story to save, export, copy or grow."""
         if self._generating:
-            self.notify("The story is still being written: wait for it or press escape.",
-                        severity="warning")
+            self.notify(f"The story is still being written: wait for it or press "
+                        f"{self.key('stop')}.", severity="warning")
             return False
         if self._job is None or not self.view.text.strip():
-            self.notify("There is no story to keep yet: press ctrl+g to write one.",
+            self.notify(f"There is no story yet: press {self.key('generate')} to write one.",
                         severity="warning")
             return False
         return True
@@ -385,8 +591,8 @@ class StoryScreen(GrainScreen):
     def action_save(self) -> None:
         """Save the story in the library under a title the user confirms."""
         if self._keepable():
-            self.app.push_screen(PromptDialog("Save in the library as",
-                                              suggest_title(self.view.text)), self._save)
+            self.app.push_screen(PromptDialog("Save in the library as", self._title()),
+                                 self._save)
 
     def _save(self, title: str | None) -> None:
         story = self._story(title) if title else None
@@ -395,32 +601,49 @@ class StoryScreen(GrainScreen):
         try:
             self.grain.library.add(story)
         except LibraryError as exc:
-            self.notify(f"{exc} Your story is still here: export it with ctrl+o.",
+            self.notify(f"{exc} Your story is still here: export it with {self.key('export')}.",
                         severity="error", timeout=15)
             return
-        self.notify(f"Saved “{title}” in the library (F4).")
+        self._saved = story
+        self.notify(f"Saved “{title}” in the library ({self.key('show-library')}).")
 
     def action_export(self) -> None:
-        """Write the story to a Markdown or plain-text file."""
+        """Write the story to a Markdown, text, HTML or audio file."""
         if self._keepable():
             self.app.push_screen(ExportDialog(exports_dir()), self._export)
 
     def _export(self, choice: ExportChoice | None) -> None:
-        story = self._story(suggest_title(self.view.text)) if choice else None
-        if story is None or choice is None:
-            return
-        try:
-            path = export_story(story, choice.folder, choice.fmt)
-        except OSError as exc:
-            self.notify(f"Could not export: {exc}", severity="error", timeout=10)
-            return
-        self.notify(f"Exported to {path}")
+        story = self._story(self._title())
+        if story is not None and choice is not None:
+            self.grain.export(story, choice)
 
     def action_copy(self) -> None:
-        """Copy the story to the clipboard (through the terminal)."""
+        """Copy the story to the clipboard (through the terminal, and locally if possible)."""
         if self._keepable():
-            self.app.copy_to_clipboard(self.view.text.strip())
-            self.notify("Story copied to the clipboard (if your terminal allows it).")
+            self.grain.copy_text(self.view.text.strip(), "Story")
+
+    def action_continue(self) -> None:
+        """Write what happens next: a new version that goes on from the end of this one."""
+        if self._keepable() and self._job is not None:
+            self._start(self._grown(self._job, self.view.text.strip(), "continue"))
+
+    def action_branch(self) -> None:
+        """Choose a sentence, then write a new version that goes on from there."""
+        if not self._keepable() or self._job is None:
+            return
+        job, text = self._job, self.view.text.strip()
+
+        def branch(end: int | None) -> None:
+            if end is not None:
+                self._start(self._grown(job, text[:end].strip(), "branch"))
+
+        self.app.push_screen(BranchDialog(self._title(), text), branch)
+
+    def _grown(self, job: StoryJob, opening: str, how: str) -> StoryJob:
+        """A new version of the story on screen, written by ``job`` (linked to that story
+        once it is saved, else to the story it came from)."""
+        parent = self._saved.id if self._saved is not None else job.parent_id
+        return self._version(job, opening, parent, self._title(), how)
 
     @on(Button.Pressed, "#train-button")
     def _open_training(self) -> None:

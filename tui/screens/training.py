@@ -48,11 +48,14 @@ class TrainingScreen(GrainScreen):
     AUTO_FOCUS = "#data-dir"
     PALETTE_GROUP = "Training"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+g", "start", "Start", tooltip="Start a new training run", priority=True),
+        Binding("ctrl+g", "start", "Start", tooltip="Start a new training run", priority=True,
+                id="start-training"),
         Binding("escape", "stop", "Pause",
-                tooltip="Pause the followed run (it saves a checkpoint; resume later)"),
+                tooltip="Pause the followed run (it saves a checkpoint; resume later)",
+                id="pause-training"),
         Binding("ctrl+r", "resume", "Resume",
-                tooltip="Resume the followed run from its last checkpoint", priority=True),
+                tooltip="Resume the followed run from its last checkpoint", priority=True,
+                id="resume-training"),
     ]
 
     def __init__(self) -> None:

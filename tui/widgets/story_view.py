@@ -35,10 +35,11 @@ class StoryView(VerticalScroll, can_focus=True):
         self._show(Content(self._text), message=False)
         self.scroll_end(animate=False, immediate=False)
 
-    def set_story(self, text: str) -> None:
-        """Show a whole story at once, from its start."""
+    def set_story(self, text: str, shown: Content | None = None) -> None:
+        """Show a whole story at once, from its start (as ``shown``, e.g. with search matches
+        highlighted, when given)."""
         self._text = text
-        self._show(Content(text), message=False)
+        self._show(Content(text) if shown is None else shown, message=False)
         self.scroll_home(animate=False)
 
     def show_message(self, markup: str) -> None:
