@@ -31,7 +31,7 @@ class SamplingOptions:
     repetition_window: int = 64
     max_tokens: int = 400
     seed: int | None = None
-    name_boost: float = 0.0
+    name_boost: float = 5.0
 
     def __post_init__(self) -> None:
         problems = []

@@ -29,6 +29,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--max_tokens", type=int, default=300)
     parser.add_argument("--temperature", type=float, default=SamplingOptions().temperature)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name_boost", type=float, default=SamplingOptions().name_boost,
+                        help="nudge towards requested names not used yet (0 = off)")
     parser.add_argument("--json", metavar="PATH", help="also write all figures as JSON")
     parser.add_argument("--version", action="store_true", help="print versions and the BLAS in use")
     return parser
@@ -79,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.conditioning > 0:
         status = StatusLine()
         options = SamplingOptions(temperature=args.temperature, max_tokens=args.max_tokens,
-                                  seed=args.seed)
+                                  seed=args.seed, name_boost=args.name_boost)
         rows = conditioning_report(model, tokenizer, args.conditioning, options,
                                    progress=status.progress)
         status.close()

@@ -34,6 +34,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--min_p", type=float, default=defaults.min_p)
     parser.add_argument("--repetition_penalty", type=float, default=defaults.repetition_penalty)
     parser.add_argument("--max_tokens", type=int, default=defaults.max_tokens)
+    parser.add_argument("--name_boost", type=float, default=defaults.name_boost,
+                        help="nudge towards requested names not used yet (0 = off)")
     parser.add_argument("--seed", type=int, help="same seed and settings -> same story")
     parser.add_argument("--num_stories", type=int, default=1)
     parser.add_argument("--stats", action="store_true", help="print speed figures to stderr")
@@ -61,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed = None if args.seed is None else args.seed + index
         options = SamplingOptions(
             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-            repetition_penalty=args.repetition_penalty, max_tokens=args.max_tokens, seed=seed)
+            repetition_penalty=args.repetition_penalty, max_tokens=args.max_tokens, seed=seed,
+            name_boost=args.name_boost)
         if index:
             print("\n")
         last = None
