@@ -52,16 +52,6 @@ class MetricsFollower:
         return events
 
 
-def format_duration(seconds: float) -> str:
-    """``75`` -> ``"1m15s"``, ``3700`` -> ``"1h01m"``."""
-    seconds = max(0, int(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
-
-
 @dataclass
 class RunProgress:
     """Everything the dashboard knows about a run, built from its events."""

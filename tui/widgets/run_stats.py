@@ -5,7 +5,9 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
-from ..metrics import RunProgress, format_duration
+from saga_model.cli.common import format_duration
+
+from ..metrics import RunProgress
 
 MAX_BAR = 20
 
