@@ -23,10 +23,12 @@ Everything here is pure standard library and deterministic.
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 
 __all__ = [
     "CONTROL_TOKENS",
@@ -366,6 +368,8 @@ INTRO_BONUS = 2.0
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)*")
 
 _Hits = tuple[tuple[str, float], ...]
+#: Per field: the phrases that may start at a token, longest first.
+_Phrases = tuple[tuple[tuple[str, ...], bool, _Hits], ...]
 
 
 class _FieldMatcher:
@@ -395,17 +399,13 @@ class _FieldMatcher:
                 (self.stems if wildcard else self.words)[parts[0]] = tuple(hits)
             else:
                 phrases.setdefault(parts[0], []).append((parts, wildcard, tuple(hits)))
-        self.phrases = {
-            first: sorted(options, key=lambda option: -len(option[0]))
+        self.phrases: dict[str, _Phrases] = {
+            first: tuple(sorted(options, key=lambda option: -len(option[0])))
             for first, options in phrases.items()
         }
-        self._cache: dict[str, _Hits] = {}
 
     def word_hits(self, word: str) -> _Hits:
         """Lexicon hits of one token (exact word, else longest wildcard stem)."""
-        cached = self._cache.get(word)
-        if cached is not None:
-            return cached
         hits = self.words.get(word, ())
         if not hits:
             for end in range(len(word), 0, -1):
@@ -415,57 +415,112 @@ class _FieldMatcher:
                     break
         if not hits and word.endswith("'s"):
             hits = self.word_hits(word[:-2])
-        if len(self._cache) > 500_000:  # bound memory on unusual input
-            self._cache.clear()
-        self._cache[word] = hits
         return hits
-
-    def _phrase_at(self, story: str, tokens: list[re.Match[str]], i: int) -> tuple[int, _Hits]:
-        """(number of tokens, hits) of the longest phrase starting at token ``i``."""
-        for parts, wildcard, hits in self.phrases.get(tokens[i].group(0), ()):
-            n = len(parts)
-            if i + n <= len(tokens) and all(
-                self._phrase_word_ok(story, tokens, i + k, parts[k], wildcard and k == n - 1)
-                for k in range(1, n)
-            ):
-                return n, hits
-        return 0, ()
-
-    @staticmethod
-    def _phrase_word_ok(
-        story: str, tokens: list[re.Match[str]], j: int, part: str, wildcard: bool
-    ) -> bool:
-        """Token ``j`` continues a phrase: whitespace-only gap and the expected word."""
-        gap = story[tokens[j - 1].end():tokens[j].start()]
-        if not gap or not gap.isspace():
-            return False
-        text = tokens[j].group(0)
-        return text.startswith(part) if wildcard else text == part
-
-    def raw_scores(self, story: str, values: Sequence[str], intro_words: int) -> dict[str, float]:
-        """Weighted keyword counts per value; the first ``intro_words`` tokens get the bonus."""
-        scores = dict.fromkeys(values, 0.0)
-        lowered = story.lower().replace("’", "'")
-        tokens = list(_TOKEN_RE.finditer(lowered))
-        i = 0
-        while i < len(tokens):
-            length, hits = self._phrase_at(lowered, tokens, i)
-            if not length:
-                length, hits = 1, self.word_hits(tokens[i].group(0))
-            factor = INTRO_BONUS if i < intro_words else 1.0
-            for value, weight in hits:
-                scores[value] += weight * factor
-            i += length
-        if self.exclamation:
-            count = story.count("!")
-            for value, weight in self.exclamation:
-                scores[value] += weight * count
-        return scores
 
 
 _MATCHERS: dict[str, _FieldMatcher] = {
     field: _FieldMatcher(lexicon) for field, lexicon in LEXICONS.items()
 }
+_FIELD_ORDER: tuple[str, ...] = tuple(_MATCHERS)
+#: What one field knows of a token: its single-word hits, the phrases starting with it, and
+#: the possible second words of those phrases (None if one may end with any word there).
+_FieldEntry = tuple[_Hits, _Phrases, frozenset[str] | None]
+#: Token -> its :data:`_FieldEntry` for each field of :data:`_FIELD_ORDER`; an empty tuple for
+#: the many tokens no field cares about.  Filled lazily, bounded.
+_TOKEN_TABLE: dict[str, tuple[_FieldEntry, ...]] = {}
+_TOKEN_TABLE_LIMIT = 500_000
+
+
+def _field_entry(matcher: _FieldMatcher, word: str) -> _FieldEntry:
+    phrases = matcher.phrases.get(word, ())
+    open_ended = any(wildcard and len(parts) == 2 for parts, wildcard, _ in phrases)
+    seconds = None if open_ended else frozenset(parts[1] for parts, _, _ in phrases)
+    return matcher.word_hits(word), phrases, seconds
+
+
+def _token_entries(words: list[str]) -> list[tuple[_FieldEntry, ...]]:
+    """The :data:`_TOKEN_TABLE` entry of each word (computing those not in it yet)."""
+    entries = list(map(_TOKEN_TABLE.get, words))
+    if None in entries:
+        if len(_TOKEN_TABLE) >= _TOKEN_TABLE_LIMIT:  # bound memory on unusual input
+            _TOKEN_TABLE.clear()
+        for word in words:
+            if word not in _TOKEN_TABLE:
+                entry = tuple(_field_entry(m, word) for m in _MATCHERS.values())
+                _TOKEN_TABLE[word] = entry if any(h or p for h, p, _ in entry) else ()
+        entries = list(map(_TOKEN_TABLE.__getitem__, words))
+    return entries
+
+
+class _Tokens:
+    """The lexicon tokens of one lower-cased story (the text between them is found only if a
+    phrase needs it)."""
+
+    __slots__ = ("_gaps", "text", "words")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.words: list[str] = _TOKEN_RE.findall(text)
+        self._gaps: list[str] | None = None
+
+    def phrase_at(self, i: int, phrases: _Phrases) -> tuple[int, _Hits]:
+        """(number of tokens, hits) of the longest of ``phrases`` starting at token ``i``."""
+        words = self.words
+        for parts, wildcard, hits in phrases:
+            n = len(parts)
+            if i + n > len(words):
+                continue
+            for k in range(1, n):
+                word = words[i + k]
+                if not (word.startswith(parts[k]) if wildcard and k == n - 1
+                        else word == parts[k]) or not self._space_before(i + k):
+                    break
+            else:
+                return n, hits
+        return 0, ()
+
+    def _space_before(self, j: int) -> bool:
+        """The text between tokens ``j - 1`` and ``j`` is whitespace only (and not empty)."""
+        if self._gaps is None:
+            self._gaps = _TOKEN_RE.split(self.text)  # the text before each token, and the rest
+        return self._gaps[j].isspace()
+
+
+def _raw_scores_of(story: str, fields: Sequence[str]) -> tuple[dict[str, dict[str, float]], int]:
+    """Weighted keyword counts of each of ``fields`` (one pass over the tokens) and the number
+    of words of ``story``.  Only ``genre`` gives the first :data:`INTRO_WORDS` tokens the
+    :data:`INTRO_BONUS`."""
+    lowered = story.lower()
+    tokens = _Tokens(lowered.replace("’", "'"))
+    n_words = len(_TOKEN_RE.findall(lowered)) if "’" in lowered else len(tokens.words)
+    slots = [_FIELD_ORDER.index(field) for field in fields]
+    scores = [dict.fromkeys(_FIELD_VALUES[field], 0.0) for field in fields]
+    intro = [INTRO_WORDS if field == "genre" else 0 for field in fields]
+    resume = [0] * len(fields)  # tokens before this were part of a matched phrase
+    words = tokens.words
+    entries = _token_entries(words)
+    last = len(words) - 1
+    for i in itertools.compress(range(len(entries)), entries):  # tokens some field cares about
+        entry = entries[i]
+        for k, slot in enumerate(slots):
+            if i < resume[k]:
+                continue
+            hits, phrases, seconds = entry[slot]
+            if phrases and (seconds is None or (i < last and words[i + 1] in seconds)):
+                length, phrase_hits = tokens.phrase_at(i, phrases)
+                if length:
+                    hits = phrase_hits
+                    resume[k] = i + length
+            if hits:
+                factor = INTRO_BONUS if i < intro[k] else 1.0
+                field_scores = scores[k]
+                for value, weight in hits:
+                    field_scores[value] += weight * factor
+    count = story.count("!")
+    for k, field in enumerate(fields):
+        for value, weight in _MATCHERS[field].exclamation:
+            scores[k][value] += weight * count
+    return dict(zip(fields, scores, strict=True)), n_words
 
 
 def _check_field(field: str) -> tuple[str, ...]:
@@ -478,9 +533,8 @@ def _check_field(field: str) -> tuple[str, ...]:
 
 
 def _raw_scores(story: str, field: str) -> dict[str, float]:
-    values = _check_field(field)
-    intro_words = INTRO_WORDS if field == "genre" else 0
-    return _MATCHERS[field].raw_scores(story, values, intro_words)
+    _check_field(field)
+    return _raw_scores_of(story, (field,))[0][field]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,19 +563,20 @@ def label_scores(story: str, field: str) -> dict[str, float]:
     very short texts are not over-rewarded), times the value's :data:`CALIBRATION` factor.
     Values are returned in the field's canonical order.
     """
-    return _scores(story, field)[1]
+    _check_field(field)
+    raw, n_words = _raw_scores_of(story, (field,))
+    return _calibrated(field, raw[field], n_words)
 
 
-def _scores(story: str, field: str) -> tuple[dict[str, float], dict[str, float]]:
-    """(raw weighted counts, calibrated scores) for ``field``."""
-    raw = _raw_scores(story, field)
-    n_words = max(len(_TOKEN_RE.findall(story.lower())), 50)
+def _calibrated(field: str, raw: dict[str, float], n_words: int) -> dict[str, float]:
+    """Calibrated scores from raw weighted counts (see :func:`label_scores`)."""
+    n_words = max(n_words, 50)
     factors = CALIBRATION[field]
-    return raw, {value: raw[value] * 100.0 / n_words * factors[value] for value in raw}
+    return {value: raw[value] * 100.0 / n_words * factors[value] for value in raw}
 
 
-def _best_value(story: str, field: str) -> str | None:
-    raw, scores = _scores(story, field)
+def _best_value(field: str, raw: dict[str, float], n_words: int) -> str | None:
+    scores = _calibrated(field, raw, n_words)
     best: str | None = None
     for value in _FIELD_VALUES[field]:  # fixed order: earlier values win ties
         if raw[value] < MIN_RAW_SCORE or scores[value] < MIN_SCORE:
@@ -538,10 +593,11 @@ def derive_labels(story: str) -> StoryLabels:
     the order of :data:`THEMES` / :data:`TONES` / :data:`GENRES`), or ``None`` when no value
     has enough evidence (:data:`MIN_RAW_SCORE`, :data:`MIN_SCORE`).
     """
+    raw, n_words = _raw_scores_of(story, _FIELD_ORDER)
     return StoryLabels(
-        theme=_best_value(story, "theme"),
-        tone=_best_value(story, "tone"),
-        genre=_best_value(story, "genre"),
+        theme=_best_value("theme", raw["theme"], n_words),
+        tone=_best_value("tone", raw["tone"], n_words),
+        genre=_best_value("genre", raw["genre"], n_words),
         characters=find_characters(story),
     )
 
@@ -808,15 +864,22 @@ _ANIMAL_WORDS_RE = re.compile(
 
 
 def _is_sentence_initial(story: str, start: int) -> bool:
-    before = story[:start]
-    stripped = before.rstrip()
-    if not stripped or "\n" in before[len(stripped):]:
+    """Only whitespace (without a line break), or punctuation that ends a sentence, comes
+    between the previous word and ``start``."""
+    j = start
+    while j > 0 and story[j - 1].isspace():
+        j -= 1
+    if j == 0 or "\n" in story[j:start]:
         return True
-    return stripped[-1] in _SENTENCE_END
+    return story[j - 1] in _SENTENCE_END
+
+
+_PREVIOUS_WORD_RE = re.compile(r"([A-Za-z]+)\W*$")
+_LOWER_WORD_RE = re.compile(r"\b[a-z][a-z'-]*\b")
 
 
 def _previous_word(story: str, start: int) -> str:
-    match = re.search(r"([A-Za-z]+)\W*$", story[max(0, start - 40):start])
+    match = _PREVIOUS_WORD_RE.search(story, max(0, start - 40), start)
     return match.group(1).lower() if match else ""
 
 
@@ -857,7 +920,7 @@ def find_characters(story: str) -> tuple[str, ...]:
         if prev_cap and prev_cap.group(1).lower() not in _WORDS_BEFORE_NAMES:
             continue  # inside a Title Case run ("Happy Factory"), unless "Hi Tim", "Little John"
         mid_count[word] = mid_count.get(word, 0) + 1
-    lower_words = {w.lower() for w in re.findall(r"\b[a-z][a-z'-]*\b", story)}
+    lower_words: set[str] | None = None  # words written in lower case, found if needed
     names = []
     for word in sorted(first_pos, key=first_pos.__getitem__):
         if word in titled and word not in introduced and mid_count.get(word, 0) == 0:
@@ -868,8 +931,12 @@ def find_characters(story: str) -> tuple[str, ...]:
             accept = mid_count.get(word, 0) >= 2
         elif mid_count.get(word, 0) > 0:
             accept = True
+        elif word in _ALL_KNOWN_NAMES:
+            if lower_words is None:
+                lower_words = set(_LOWER_WORD_RE.findall(story))
+            accept = word.lower() not in lower_words
         else:
-            accept = word in _ALL_KNOWN_NAMES and word.lower() not in lower_words
+            accept = False
         if accept:
             names.append(word)
             if len(names) == MAX_FOUND_CHARACTERS:
@@ -963,25 +1030,89 @@ def _name_regex(name: str) -> str:
     return rf"(?<![\w-]){re.escape(name)}(?![\w-])"
 
 
-def _animal_evidence(story: str, name: str) -> int:
+@lru_cache(maxsize=8192)
+def _regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """``re.compile`` with a cache larger than the ``re`` module's (one pattern per name)."""
+    return re.compile(pattern, flags)
+
+
+def _grouped_alternation(keywords: Sequence[str]) -> str:
+    """Regex alternation of lexicon keywords ("dog*" -> dog\\w*) grouped by first letter, which
+    the ``re`` engine tries much faster than a flat alternation."""
+    groups: dict[str, list[str]] = {}
+    for keyword in keywords:
+        stem = keyword.rstrip("*")
+        rest = re.escape(stem[1:]) + (r"\w*" if keyword.endswith("*") else "")
+        groups.setdefault(stem[0], []).append(rest)
+    return "|".join(f"{re.escape(first)}(?:{'|'.join(rests)})" for first, rests in groups.items())
+
+
+_ANIMAL_WORD_SOURCE = rf"\b(?:{_grouped_alternation([a for a in _ANIMALS if a != 'animal*'])})\b"
+#: A whole animal word in lower-cased ASCII text (the same words as :data:`_ANIMAL_WORDS_RE`);
+#: :func:`_animal_evidence` continues its patterns where one ends.
+_ANIMAL_WORD_RE = re.compile(_ANIMAL_WORD_SOURCE)
+#: The same in text of any case and script.
+_ANIMAL_WORD_ANY_CASE_RE = re.compile(_ANIMAL_WORD_SOURCE, re.IGNORECASE)
+#: What follows a name introduced as an animal: "Spot, the little dog", "Spot was a puppy".
+_IS_ANIMAL_RE = re.compile(
+    rf"\s*,?\s+(?:was\s+)?(?:the|a|an)\s+(?:\w+\s+){{0,2}}?(?:{_ANIMAL_WORDS_RE.pattern})\b",
+    re.IGNORECASE,
+)
+#: "a girl named", "a boy called" (a name follows).
+_PERSON_NAMED_RE = re.compile(r"\b(girl|boy|man|woman|lady)\s+(?:named|called)")
+
+
+class _StoryFacts:
+    """What :func:`_infer_kind` reads from a story, computed once per story and only if asked."""
+
+    def __init__(self, story: str) -> None:
+        self.story = story
+        self._animal_ends: list[int] | None = None
+        self._sentences: list[tuple[str, int, int]] | None = None
+
+    @property
+    def animal_ends(self) -> list[int]:
+        """Where each animal word of the story ends."""
+        if self._animal_ends is None:
+            story = self.story
+            matches = (_ANIMAL_WORD_RE.finditer(story.lower()) if story.isascii()
+                       else _ANIMAL_WORD_ANY_CASE_RE.finditer(story))
+            self._animal_ends = [m.end() for m in matches]
+        return self._animal_ends
+
+    @property
+    def sentences(self) -> list[tuple[str, int, int]]:
+        """Each sentence with its numbers of female and male words."""
+        if self._sentences is None:
+            self._sentences = [
+                (text, len(_FEMALE_RE.findall(text)), len(_MALE_RE.findall(text)))
+                for text in (m.group(0) for m in _SENTENCE_RE.finditer(self.story))
+            ]
+        return self._sentences
+
+
+def _animal_evidence(story: str, name: str, facts: _StoryFacts | None = None) -> int:
     """2 if ``name`` is introduced as an animal ("a dog named Spot", "Spot the dog", "Spot was
     a puppy"), 1 for a weaker hint ("his dog, Spot"), else 0."""
+    facts = facts or _StoryFacts(story)
     escaped = re.escape(name)
-    animals = _ANIMAL_WORDS_RE.pattern
-    strong = (
-        rf"\b(?:{animals})\s*,?\s+(?:who\s+was\s+|that\s+was\s+)?(?:named|called)\s+{escaped}\b",
-        rf"\b{escaped}\s*,?\s+(?:was\s+)?(?:the|a|an)\s+(?:\w+\s+){{0,2}}?(?:{animals})\b",
-    )
-    if any(re.search(pattern, story, re.IGNORECASE) for pattern in strong):
+    named = _regex(rf"\s*,?\s+(?:who\s+was\s+|that\s+was\s+)?(?:named|called)\s+{escaped}\b",
+                   re.IGNORECASE)
+    if any(named.match(story, end) for end in facts.animal_ends):
         return 2
-    if re.search(rf"\b(?:{animals})[ \t]*,?[ \t]+{escaped}\b", story, re.IGNORECASE):
+    for match in _regex(rf"\b(?=({escaped}))", re.IGNORECASE).finditer(story):
+        if _IS_ANIMAL_RE.match(story, match.end(1)):
+            return 2
+    beside = _regex(rf"[ \t]*,?[ \t]+{escaped}\b", re.IGNORECASE)
+    if any(beside.match(story, end) for end in facts.animal_ends):
         return 1
     return 0
 
 
-def _infer_kind(story: str, name: str) -> str:
+def _infer_kind(story: str, name: str, facts: _StoryFacts | None = None) -> str:
     """"female", "male", "neutral" or "animal" for a character name in ``story``."""
-    evidence = _animal_evidence(story, name)
+    facts = facts or _StoryFacts(story)
+    evidence = _animal_evidence(story, name, facts)
     if evidence == 2:
         return "animal"
     if name in _KNOWN_FEMALE:
@@ -995,24 +1126,35 @@ def _infer_kind(story: str, name: str) -> str:
     if evidence:
         return "animal"
     # "a girl named X", "a boy called X"
-    intro = re.search(rf"\b(girl|boy|man|woman|lady)\s+(?:named|called)\s+{re.escape(name)}\b",
-                      story)
-    if intro:
-        return "female" if intro.group(1) in ("girl", "woman", "lady") else "male"
+    named = _regex(rf"\s+{re.escape(name)}\b")
+    for intro in _PERSON_NAMED_RE.finditer(story):
+        if named.match(story, intro.end()):
+            return "female" if intro.group(1) in ("girl", "woman", "lady") else "male"
     # Pronouns in the sentences that mention the name and in the sentence after each.
-    sentences = [m.group(0) for m in _SENTENCE_RE.finditer(story)]
-    name_re = re.compile(_name_regex(name))
+    sentences = facts.sentences
+    name_re = _regex(_name_regex(name))
     female = male = 0
-    for index, sentence in enumerate(sentences):
+    for index, (sentence, n_female, n_male) in enumerate(sentences):
         if name_re.search(sentence):
-            window = sentence + " " + (sentences[index + 1] if index + 1 < len(sentences) else "")
-            female += len(_FEMALE_RE.findall(window))
-            male += len(_MALE_RE.findall(window))
+            female += n_female
+            male += n_male
+            if index + 1 < len(sentences):
+                female += sentences[index + 1][1]
+                male += sentences[index + 1][2]
     if female >= 2 * male + 1:
         return "female"
     if male >= 2 * female + 1:
         return "male"
     return "neutral"
+
+
+_ASCII_WORD_RE = re.compile(r"[A-Za-z]+")
+#: Each name group of :func:`swap_names` ("animal" = :data:`PET_NAMES`) with its names in
+#: lower case.
+_LOWERED_POOLS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
+    group: (names, frozenset(name.lower() for name in names))
+    for group, names in {**NAME_POOL, "animal": PET_NAMES}.items()
+}
 
 
 def swap_names(
@@ -1036,11 +1178,12 @@ def swap_names(
             unique.append(name)
     if not unique:
         return story, tuple(characters)
-    taken = {word.lower() for word in re.findall(r"[A-Za-z]+", story)}
+    taken = {word.lower() for word in _ASCII_WORD_RE.findall(story)}
     taken |= {name.lower() for name in unique}
+    facts = _StoryFacts(story)
     mapping: dict[str, str] = {}
     for name in unique:
-        kind = _infer_kind(story, name)
+        kind = _infer_kind(story, name, facts)
         order = {
             "female": ("female", "neutral"),
             "male": ("male", "neutral"),
@@ -1048,8 +1191,9 @@ def swap_names(
             "animal": ("animal", "neutral"),
         }[kind]
         for group in order:
-            pool = PET_NAMES if group == "animal" else NAME_POOL[group]
-            candidates = [n for n in pool if n.lower() not in taken]
+            names, lowered = _LOWERED_POOLS[group]
+            clash = taken & lowered
+            candidates = [n for n in names if n.lower() not in clash] if clash else names
             if candidates:
                 new = rng.choice(candidates)
                 break
@@ -1057,6 +1201,6 @@ def swap_names(
             raise ValueError("name pool exhausted")
         mapping[name] = new
         taken.add(new.lower())
-    pattern = re.compile("|".join(_name_regex(n) for n in sorted(mapping, key=len, reverse=True)))
+    pattern = _regex("|".join(_name_regex(n) for n in sorted(mapping, key=len, reverse=True)))
     new_story = pattern.sub(lambda m: mapping[m.group(0)], story)
     return new_story, tuple(mapping.get(name, name) for name in characters)
