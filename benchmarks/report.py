@@ -211,6 +211,63 @@ def render_tui(data: dict[str, Any]) -> str:
         "folders; headless, 120x40."])
 
 
+def render_prepare(data: dict[str, Any]) -> str:
+    """MB/s and peak memory of ``prepare_data`` (cold, cached, one worker), the per-story cost
+    of each step, and the extrapolation to TinyStories V2."""
+    m, corpus = data["machine"], data["corpus"]
+    rows = []
+    for name, what in (("cold", "from scratch"), ("cached", "again (cache hit)"),
+                       ("serial", "from scratch, one worker")):
+        run = data.get(name)
+        if run:
+            peak = run["peak_rss_mb"]
+            rows.append([f"{name}: {what}", _num(run["bytes"] / 1e6), str(run["workers"]),
+                         _num(run["seconds"]), _num(run["mb_per_s"]),
+                         _num(run.get("preparing_mb_per_s")), _num(peak["main"]),
+                         _num(peak["largest_worker"]), _num(peak["total"])])
+    cold = data["cold"]
+    phases = ", ".join(f"{label} {_num(s)} s" for label, s in cold["phases_s"].items())
+    peak_gb = cold["peak_rss_mb"]["total"] / 1024
+    changes = ", with uncommitted changes" if m.get("git_uncommitted_changes") else ""
+    lines = [
+        f"Measured {data['date'][:10]} on {m['cpu']}, {m['cpu_count']} cores, "
+        f"{_num(m['ram_gb'])} GB RAM; tokenizers {m['tokenizers']}; 1-min load average "
+        f"{m['load_average_1m']} at start, {m.get('load_average_1m_at_end')} at the end "
+        f"(commit {m['git_commit']}{changes}).",
+        "",
+        f"Synthetic corpus: {_num(corpus['bytes'] / 1e6)} MB, {corpus['train_stories']:,} + "
+        f"{corpus['valid_stories']:,} stories; {cold['train_tokens']:,} training tokens.",
+        "",
+        _table(["run", "MB", "workers", "seconds", "MB/s", "MB/s preparing step",
+                "peak RSS main MB", "largest worker MB", "whole tree MB"], rows),
+        "",
+        f"Cold run by step: {phases}. Peak memory of the whole process tree: "
+        f"{peak_gb:.2f} GB for a {corpus['bytes'] / 1e9:.1f} GB corpus (goal < 1 GB: "
+        f"{'met' if peak_gb < 1 else 'not met'}).",
+    ]
+    steps = data.get("steps")
+    if steps:
+        base = steps.get("baseline_ms_per_story", {})
+        step_rows = [[f"`{step}`", _num(ms), _num(base.get(step))]
+                     for step, ms in steps["ms_per_story"].items()]
+        lines += ["", f"CPU milliseconds per story and step, one thread, on {steps['stories']:,} "
+                  f"real stories of {steps['mean_chars']} characters on average (the "
+                  "baseline column: the labeller before its optimisation):", "",
+                  _table(["step", "ms per story", "baseline ms"], step_rows)]
+    extra = data.get("extrapolation")
+    if extra:
+        minutes = extra["minutes"]
+        cores = sorted(minutes, key=lambda k: int(k.split("_")[0]))
+        lines += ["", f"Extrapolated to TinyStories V2 ({_num(extra['tinystories_v2_mb'])} MB): "
+                  + ", ".join(f"{_num(minutes[k])} minutes with {k.split('_')[0]} cores"
+                              for k in cores)
+                  + f" ({extra['per_core_mb_per_s']} MB/s per core, parallel efficiency "
+                  f"{extra['parallel_efficiency']}; assumptions: {extra['assumptions']}). Goal "
+                  f"< 10 minutes on a laptop: "
+                  f"{'met' if minutes[cores[-1]] < 10 else 'not met'} by this estimate."]
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "train_throughput_gpu": ("train_throughput_gpu.json", render_train, GPU_COMMAND),
     "train_throughput_cpu": ("train_throughput_cpu.json", render_train,
@@ -219,6 +276,8 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
                            "python benchmarks/generate_speed.py"),
     "tui_startup_cpu": ("tui_startup_cpu.json", render_tui,
                         "python benchmarks/tui_startup.py"),
+    "prepare_scale_cpu": ("prepare_scale.json", render_prepare,
+                          "python benchmarks/prepare_scale.py --size_mb 2048"),
 }
 
 
