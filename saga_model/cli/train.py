@@ -54,8 +54,9 @@ _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
 def build_parser() -> ArgumentParser:
     """The command's flags."""
     parser = ArgumentParser(prog=PROG, description="Train a Grain de Saga story model.")
-    parser.add_argument("--data_dir", help="a .txt file or a folder of .txt stories "
-                        "(stories separated by <|endoftext|> lines, or one per file)")
+    parser.add_argument("--data_dir", help="a file or folder of stories: .txt (separated by "
+                        "<|endoftext|> lines, or one per file), .jsonl (a text field), "
+                        ".parquet; each may be .gz")
     parser.add_argument("--output_dir", default="output",
                         help="where checkpoints, metrics.jsonl and the final model go")
     parser.add_argument("--config", default="seed",
