@@ -211,6 +211,23 @@ def render_tui(data: dict[str, Any]) -> str:
         "folders; headless, 120x40."])
 
 
+def render_breakdown(data: dict[str, Any]) -> str:
+    """Milliseconds per training step of each ablation of the MLX step, per batch size."""
+    settings = data["settings"]
+    errors = any("error" in r for r in data["results"])
+    rows = [[str(r["batch"]), r["variant"], _num(r.get("step_ms")), _num(r.get("vs_step")),
+             _num(r.get("tokens_per_sec")), *([r.get("error", "")] if errors else [])]
+            for r in data["results"]]
+    headings = ["batch", "variant", "ms per step", "x the step", "tokens/s"]
+    return "\n".join([
+        machine_line(data), "",
+        _table(headings + (["error"] if errors else []), rows), "",
+        f"Shape `{settings['config']}`, sequences of {settings['seq_len']} tokens, "
+        f"{settings['precision']}; batches already on the device; median of about "
+        f"{_num(settings['timed_seconds'])} s of timed windows after {settings['warmup']} "
+        "warm-up steps."])
+
+
 def render_prepare(data: dict[str, Any]) -> str:
     """MB/s and peak memory of ``prepare_data`` (cold, cached, one worker), the per-story cost
     of each step, and the extrapolation to TinyStories V2."""
@@ -276,6 +293,8 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
                            "python benchmarks/generate_speed.py"),
     "tui_startup_cpu": ("tui_startup_cpu.json", render_tui,
                         "python benchmarks/tui_startup.py"),
+    "train_breakdown_gpu": ("train_breakdown_gpu.json", render_breakdown,
+                            "PYTHONPATH=/tmp/site:. python3 benchmarks/train_breakdown.py"),
     "prepare_scale_cpu": ("prepare_scale.json", render_prepare,
                           "python benchmarks/prepare_scale.py --size_mb 2048"),
 }

@@ -137,15 +137,17 @@ class StoryModel(nn.Module):
 
     def __call__(self, tokens: mx.array, cache: list[KVCache] | None = None) -> mx.array:
         """Return float32 logits (B, L, vocab) for token ids (B, L), using and filling ``cache``."""
+        return self.logits(tokens, cache).astype(mx.float32)
+
+    def logits(self, tokens: mx.array, cache: list[KVCache] | None = None) -> mx.array:
+        """Logits in the compute dtype: what the training loss reads, without a float32 copy."""
         x = self.dropout(self.embed(tokens).astype(self.compute_dtype))
         for i, block in enumerate(self.blocks):
             x = block(x, cache[i] if cache is not None else None)
         x = self.norm(x)
         if self.config.tie_embeddings:
-            logits = x @ self.embed.weight.astype(x.dtype).T
-        else:
-            logits = self.head(x)
-        return logits.astype(mx.float32)
+            return x @ self.embed.weight.astype(x.dtype).T
+        return self.head(x)
 
     def make_cache(self) -> list[KVCache]:
         """A fresh, empty KV cache (one per layer) for incremental decoding."""

@@ -35,11 +35,12 @@ def run_benchmark(script: str, out: Path, *args: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A results folder filled by smoke runs of all three benchmarks."""
+    """A results folder filled by smoke runs of the benchmarks."""
     folder = tmp_path_factory.mktemp("results")
     run_benchmark("train_throughput.py", folder / "train_throughput_cpu.json")
     run_benchmark("generate_speed.py", folder / "generate_speed_cpu.json")
     run_benchmark("tui_startup.py", folder / "tui_startup_cpu.json")
+    run_benchmark("train_breakdown.py", folder / "train_breakdown_gpu.json")
     return folder
 
 
@@ -72,6 +73,18 @@ def test_generate_speed_smoke(results: Path) -> None:
     busy = {r["backend"] for r in data["results"] if r["background"] != "none"}
     assert {"numpy", "mlx-cache"} <= busy
     assert set(data["sampler_us"]) == {"greedy", "default"}
+
+
+def test_train_breakdown_smoke(results: Path) -> None:
+    rows = json.loads((results / "train_breakdown_gpu.json").read_text())["results"]
+    assert not [r for r in rows if "error" in r]
+    variants = {r["variant"]: r for r in rows}
+    assert {"step", "no optimizer", "forward + loss", "no attention"} <= set(variants)
+    assert variants["step"]["vs_step"] == 1.0
+    assert all(r["step_ms"] > 0 and r["tokens_per_sec"] > 0 for r in rows)
+    assert ("pytorch step" in variants) == HAS_TORCH
+    assert "| step |" in report.render_breakdown(
+        json.loads((results / "train_breakdown_gpu.json").read_text()))
 
 
 def test_tui_startup_smoke(results: Path) -> None:

@@ -6,12 +6,21 @@ import json
 import threading
 from pathlib import Path
 
+import mlx.core as mx
+import mlx.nn as nn
 import pytest
 
 from saga_model import checkpoint as ckpt
 from saga_model.config import PRESETS, ModelConfig, TrainConfig
 from saga_model.data import prepare_data
-from saga_model.train import Callback, EvalMetrics, MetricsLogger, StepMetrics, run_training
+from saga_model.train import (
+    Callback,
+    EvalMetrics,
+    MetricsLogger,
+    StepMetrics,
+    run_training,
+    token_losses,
+)
 
 
 class Recorder(Callback):
@@ -108,3 +117,20 @@ def test_patience_stops_early(prepared, tmp_path: Path) -> None:
                                    eval_every=10, patience=2)
     summary = run_training(data, tokenizer, tmp_path, model_cfg, train_cfg)
     assert summary.stop_reason == "early stop" and summary.step < 400
+
+
+def test_token_losses_in_bfloat16_match_float32() -> None:
+    # The bfloat16 path skips the float32 copy of the logits; losses and gradients stay close.
+    mx.random.seed(0)
+    logits = (mx.random.normal((4, 64, 500)) * 3).astype(mx.bfloat16)
+    targets = mx.random.randint(0, 500, (4, 64))
+    wide = logits.astype(mx.float32)
+    reference = nn.losses.cross_entropy(wide, targets, reduction="none")
+    assert mx.array_equal(token_losses(wide, targets), reference)
+    losses = token_losses(logits, targets)
+    assert losses.dtype == mx.float32
+    assert mx.abs(losses - reference).max().item() < 0.2
+    assert abs(losses.mean().item() - reference.mean().item()) < 0.01
+    grad = mx.grad(lambda x: token_losses(x, targets).sum())(logits).astype(mx.float32)
+    grad_reference = mx.grad(lambda x: token_losses(x, targets).sum())(wide)
+    assert mx.abs(grad - grad_reference).max().item() < 0.01
