@@ -238,34 +238,40 @@ def download_dataset(
                         f"available: {choices}") from None
     hub = base_url(base)
     directory = Path(dest)
+    created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SagaError(f"cannot create {directory}: {exc.strerror}") from None
-    manifest = _read_manifest(directory)
-    paths = []
-    for file in dataset.files:
-        target = directory / file
-        paths.append(target)
-        record = manifest["files"].get(file)
-        if _verified(target, record, progress):
-            if log:
-                log(f"{file}: already downloaded and verified")
-            continue
-        if target.exists():
-            if log:
-                log(f"{file}: does not match {MANIFEST}; downloading it again")
-            target.unlink()
-        url = file_url(hub, dataset.repo, file)
+    try:
+        manifest = _read_manifest(directory)
+        paths = []
+        for file in dataset.files:
+            target = directory / file
+            paths.append(target)
+            record = manifest["files"].get(file)
+            if _verified(target, record, progress):
+                if log:
+                    log(f"{file}: already downloaded and verified")
+                continue
+            if target.exists():
+                if log:
+                    log(f"{file}: does not match {MANIFEST}; downloading it again")
+                target.unlink()
+            url = file_url(hub, dataset.repo, file)
 
-        def record(size: int, digest: str, file: str = file, url: str = url) -> None:
-            manifest["files"][file] = {"url": url, "size": size, "sha256": digest}
-            manifest.update(dataset=name, variant=variant, repo=dataset.repo)
-            atomic_write_text(directory / MANIFEST,
-                              json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            def record(size: int, digest: str, file: str = file, url: str = url) -> None:
+                manifest["files"][file] = {"url": url, "size": size, "sha256": digest}
+                manifest.update(dataset=name, variant=variant, repo=dataset.repo)
+                atomic_write_text(directory / MANIFEST,
+                                  json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
-        digest = download_file(url, target, progress=progress, retries=retries,
-                               retry_wait=retry_wait, timeout=timeout, before_rename=record)
-        if log:
-            log(f"{file}: {target.stat().st_size / 1e6:,.1f} MB, sha256 {digest[:16]}...")
+            digest = download_file(url, target, progress=progress, retries=retries,
+                                   retry_wait=retry_wait, timeout=timeout, before_rename=record)
+            if log:
+                log(f"{file}: {target.stat().st_size / 1e6:,.1f} MB, sha256 {digest[:16]}...")
+    except BaseException:
+        if created and not any(directory.iterdir()):
+            directory.rmdir()  # nothing arrived (e.g. offline): leave no empty folder behind
+        raise
     return paths

@@ -191,7 +191,8 @@ def test_missing_file_and_offline_are_clear_errors(
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
     with pytest.raises(SagaError, match=r"cannot reach 127\.0\.0\.1:\d+: .*offline"):
-        download_dataset("tinystories", dest=tmp_path, base=closed, retry_wait=0)
+        download_dataset("tinystories", dest=tmp_path / "fresh", base=closed, retry_wait=0)
+    assert not (tmp_path / "fresh").exists()  # no empty folder left behind
 
     def no_dns(*args: object, **kwargs: object) -> None:
         raise socket.gaierror(-2, "Name or service not known")
