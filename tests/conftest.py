@@ -6,9 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tui_helpers import AppHome
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
@@ -54,3 +59,12 @@ def tiny_model_dir(tiny_run: Path, tmp_path: Path) -> Path:
     target = tmp_path / "model"
     shutil.copytree(tiny_run, target)
     return target
+
+
+@pytest.fixture()
+def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppHome]:
+    """Private config and data folders for one test's app (any trainer left running is
+    killed afterwards); see ``tui_helpers.isolated_app_home``."""
+    from tui_helpers import isolated_app_home  # imports Textual: only for the TUI tests
+
+    yield from isolated_app_home(tmp_path, monkeypatch)

@@ -4,13 +4,12 @@ and the Library screen (delete, export, a damaged library)."""
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable
-from tui_helpers import AppHome, isolated_app_home, notifications, replace_text, wait_for
+from tui_helpers import AppHome, notifications, replace_text, wait_for
 
 from tui.app import GrainApp
 from tui.library import SavedStory, StoryLibrary
@@ -25,11 +24,6 @@ from tui.screens.too_small import TooSmallScreen
 pytestmark = pytest.mark.asyncio
 SIZE = (80, 24)
 
-
-@pytest.fixture()
-def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppHome]:
-    """Private config and data folders."""
-    yield from isolated_app_home(tmp_path, monkeypatch)
 
 
 def add_stories(*titles: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from textual.content import Content
 from textual.widgets import DataTable, OptionList, Select, Static
-from tui_helpers import AppHome, isolated_app_home, notifications, replace_text, wait_for
+from tui_helpers import AppHome, notifications, replace_text, wait_for
 
 import saga_model
 from saga_model import SamplingOptions, StoryPiece, StoryRequest, load_model, tell_story
@@ -42,11 +42,6 @@ from tui.widgets.story_view import StoryView
 pytestmark = pytest.mark.asyncio
 SIZE = (80, 24)
 
-
-@pytest.fixture()
-def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppHome]:
-    """Private config and data folders, fake programs first on PATH."""
-    yield from isolated_app_home(tmp_path, monkeypatch)
 
 
 def write_prefs(home: AppHome, text: str) -> None:

@@ -10,12 +10,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from tui_helpers import AppHome, isolated_app_home
+from tui_helpers import AppHome
 
 from saga_model import SagaError, SamplingOptions
 from saga_model.paths import shipped_model
@@ -51,13 +50,6 @@ from tui.speech import (
     sentence_spans,
     split_sentences,
 )
-
-
-@pytest.fixture()
-def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppHome]:
-    """Private config and data folders."""
-    yield from isolated_app_home(tmp_path, monkeypatch)
-
 
 # -- preferences ------------------------------------------------------------------------------
 

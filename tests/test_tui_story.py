@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from textual.widgets import Button
-from tui_helpers import AppHome, isolated_app_home, notifications, replace_text, wait_for
+from tui_helpers import AppHome, notifications, replace_text, wait_for
 
 from saga_model import (
     SamplingOptions,
@@ -28,11 +28,6 @@ from tui.widgets.story_view import StoryView
 pytestmark = pytest.mark.asyncio
 SIZE = (80, 24)
 
-
-@pytest.fixture()
-def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppHome]:
-    """Private config and data folders."""
-    yield from isolated_app_home(tmp_path, monkeypatch)
 
 
 def story_text(app: GrainApp) -> str:

@@ -4,12 +4,11 @@ re-attach after a restart, and trainer errors shown in the UI."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from textual.widgets import Select
-from tui_helpers import AppHome, isolated_app_home, notifications, replace_text, wait_for
+from tui_helpers import AppHome, notifications, replace_text, wait_for
 
 from tui.app import GrainApp
 from tui.runs import TrainingRun, list_runs
@@ -20,11 +19,6 @@ from tui.widgets.run_stats import RunStats
 pytestmark = pytest.mark.asyncio
 SIZE = (80, 24)
 
-
-@pytest.fixture()
-def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppHome]:
-    """Private config and data folders (any trainer left running is killed)."""
-    yield from isolated_app_home(tmp_path, monkeypatch)
 
 
 def stats(app: GrainApp) -> str:
