@@ -34,6 +34,7 @@ import saga_model  # isort: skip  # noqa: F401  (loads OpenBLAS for MLX: import 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
+from mlx.utils import tree_flatten
 
 from benchmarks.common import RESULTS, format_table, log, machine_info, write_result
 from benchmarks.train_throughput import (
@@ -49,14 +50,6 @@ from saga_model.model import StoryModel
 from saga_model.train import build_train_step, loss_terms, make_optimizer
 
 Loss = Callable[[StoryModel, mx.array], mx.array]
-
-
-def hidden_states(model: StoryModel, tokens: mx.array) -> mx.array:
-    """The model's last hidden states (before the head), as its ``__call__`` computes them."""
-    x = model.dropout(model.embed(tokens).astype(model.compute_dtype))
-    for block in model.blocks:
-        x = block(x)
-    return model.norm(x)
 
 
 def project_loss(model: StoryModel, batch: mx.array) -> mx.array:
@@ -79,7 +72,7 @@ def compute_dtype_logits_loss(model: StoryModel, batch: mx.array) -> mx.array:
 
 def no_head_loss(model: StoryModel, batch: mx.array) -> mx.array:
     """A scalar from the last hidden states only."""
-    return hidden_states(model, batch[:, :-1]).astype(mx.float32).mean()
+    return model.hidden_states(batch[:, :-1]).astype(mx.float32).mean()
 
 
 def values_only(q: mx.array, k: mx.array, v: mx.array, **_: Any) -> mx.array:
@@ -125,15 +118,9 @@ def make_step(model: StoryModel, optimizer: optim.Optimizer, loss: Loss, grad_cl
         if mode == "update":
             optimizer.update(model, grads)
             return value
-        return value + sum(g.sum() for g in _leaves(grads)) * 0
+        return value + sum(g.sum() for _, g in tree_flatten(grads)) * 0  # keep the backward
 
     return step, state
-
-
-def _leaves(tree: Any) -> list[mx.array]:
-    from mlx.utils import tree_flatten
-
-    return [leaf for _, leaf in tree_flatten(tree)]
 
 
 #: name -> (loss, step mode, attention replacement); None loss: the project's own step.

@@ -141,13 +141,17 @@ class StoryModel(nn.Module):
 
     def logits(self, tokens: mx.array, cache: list[KVCache] | None = None) -> mx.array:
         """Logits in the compute dtype: what the training loss reads, without a float32 copy."""
-        x = self.dropout(self.embed(tokens).astype(self.compute_dtype))
-        for i, block in enumerate(self.blocks):
-            x = block(x, cache[i] if cache is not None else None)
-        x = self.norm(x)
+        x = self.hidden_states(tokens, cache)
         if self.config.tie_embeddings:
             return x @ self.embed.weight.astype(x.dtype).T
         return self.head(x)
+
+    def hidden_states(self, tokens: mx.array, cache: list[KVCache] | None = None) -> mx.array:
+        """The normalised last hidden states (B, L, d_model) that the head reads."""
+        x = self.dropout(self.embed(tokens).astype(self.compute_dtype))
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache[i] if cache is not None else None)
+        return self.norm(x)
 
     def make_cache(self) -> list[KVCache]:
         """A fresh, empty KV cache (one per layer) for incremental decoding."""
