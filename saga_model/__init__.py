@@ -20,10 +20,22 @@ from typing import TYPE_CHECKING, Any
 
 from . import _blas  # noqa: F401  (must come before anything imports mlx)
 from ._blas import blas_in_use
+from .atomic import atomic_write_bytes, atomic_write_text
 from .config import PRESETS, ModelConfig, TrainConfig
 from .errors import SagaError
 from .labels import GENRES, THEMES, TONES, StoryLabels, derive_labels
-from .paths import default_model_dir, shipped_model
+from .paths import (
+    BEST_DIR,
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    FINAL_NPZ_FILE,
+    METRICS_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    default_model_dir,
+    format_duration,
+    shipped_model,
+)
 
 __version__ = "0.1.0"
 
@@ -65,10 +77,48 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "GENRES", "PRESETS", "THEMES", "TONES", "Callback", "EvalMetrics", "MetricsLogger",
-    "ModelConfig", "PreparedData", "SagaError", "SamplingOptions", "StepMetrics", "StoryLabels",
-    "StoryModel", "StoryPiece", "StoryRequest", "StoryTokenizer", "TrainConfig", "TrainSummary",
-    "__version__", "blas_in_use", "count_parameters", "default_model_dir", "derive_labels",
-    "load_model", "prepare_data", "read_stories", "release_thread", "run_training",
-    "save_model", "shipped_model", "stream_story", "tell_story", "train_tokenizer",
+    "BEST_DIR",
+    "CHECKPOINTS_DIR",
+    "CONFIG_FILE",
+    "FINAL_NPZ_FILE",
+    "GENRES",
+    "METRICS_FILE",
+    "PRESETS",
+    "THEMES",
+    "TOKENIZER_FILE",
+    "TONES",
+    "WEIGHTS_FILE",
+    "Callback",
+    "EvalMetrics",
+    "MetricsLogger",
+    "ModelConfig",
+    "PreparedData",
+    "SagaError",
+    "SamplingOptions",
+    "StepMetrics",
+    "StoryLabels",
+    "StoryModel",
+    "StoryPiece",
+    "StoryRequest",
+    "StoryTokenizer",
+    "TrainConfig",
+    "TrainSummary",
+    "__version__",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "blas_in_use",
+    "count_parameters",
+    "default_model_dir",
+    "derive_labels",
+    "format_duration",
+    "load_model",
+    "prepare_data",
+    "read_stories",
+    "release_thread",
+    "run_training",
+    "save_model",
+    "shipped_model",
+    "stream_story",
+    "tell_story",
+    "train_tokenizer",
 ]

@@ -21,15 +21,16 @@ from .atomic import atomic_directory, atomic_write_bytes, atomic_write_text
 from .config import ModelConfig, read_json
 from .errors import SagaError
 from .model import StoryModel
+from .paths import CHECKPOINTS_DIR, CONFIG_FILE, FINAL_NPZ_FILE, TOKENIZER_FILE, WEIGHTS_FILE
 from .tokenizer import StoryTokenizer
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-TOKENIZER = "tokenizer.json"
+WEIGHTS = WEIGHTS_FILE
+CONFIG = CONFIG_FILE
+TOKENIZER = TOKENIZER_FILE
 OPTIMIZER = "optimizer.safetensors"
 STATE = "state.json"
-FINAL_NPZ = "final_model.npz"
-CHECKPOINTS = "checkpoints"
+FINAL_NPZ = FINAL_NPZ_FILE
+CHECKPOINTS = CHECKPOINTS_DIR
 _NPZ_CONFIG_KEY = "__config_json__"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 

@@ -32,6 +32,7 @@ from .distributed import StopVote, World, current_world
 from .errors import SagaError
 from .generate import SamplingOptions, StoryRequest, tell_story
 from .model import StoryModel, count_parameters
+from .paths import BEST_DIR
 from .tokenizer import StoryTokenizer
 
 LOG_EVERY = 10
@@ -310,7 +311,7 @@ def run_training(
         if is_best:
             state.best_val_loss, state.best_step = val_loss, step
             if world.is_main:
-                ckpt.save_model(out / "best", model, tokenizer)
+                ckpt.save_model(out / BEST_DIR, model, tokenizer)
         evals_since_best = 0 if is_best else evals_since_best + 1
         sample = None
         if sample_tokens and world.is_main:
@@ -394,7 +395,7 @@ def run_training(
         run_eval(state.step)
     save(state.step)
     if finished and world.is_main:
-        best = out / "best"
+        best = out / BEST_DIR
         if (best / ckpt.WEIGHTS).is_file():
             weights, _ = ckpt.load_arrays(best / ckpt.WEIGHTS)
             ckpt.apply_weights(model, weights, best / ckpt.WEIGHTS)

@@ -8,7 +8,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from saga_model.atomic import atomic_write_text
+from saga_model import atomic_write_text
 
 from .library import SavedStory
 

@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import saga_model
-from saga_model import SagaError
-
-WEIGHTS = "model.safetensors"
+from saga_model import BEST_DIR, WEIGHTS_FILE, SagaError
 
 
 @dataclass(frozen=True)
@@ -24,13 +22,13 @@ class ModelChoice:
 
 def holds_model(path: Path) -> bool:
     """Whether ``path`` is a model: a folder with weights, or a weights/checkpoint file."""
-    return path.is_file() or (path / WEIGHTS).is_file()
+    return path.is_file() or (path / WEIGHTS_FILE).is_file()
 
 
 def run_model(run: Path) -> Path | None:
     """The best model a training run has so far: its final model, else its ``best/``."""
-    for folder in (run, run / "best"):
-        if (folder / WEIGHTS).is_file():
+    for folder in (run, run / BEST_DIR):
+        if (folder / WEIGHTS_FILE).is_file():
             return folder
     return None
 
@@ -60,7 +58,7 @@ def model_label(path: Path, choices: list[ModelChoice]) -> str:
 
 def _weights(path: Path) -> Path:
     """The weights file of a model folder (or the file itself)."""
-    return path / WEIGHTS if path.is_dir() else path
+    return path / WEIGHTS_FILE if path.is_dir() else path
 
 
 def model_fingerprint(path: Path) -> str:

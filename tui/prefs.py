@@ -17,7 +17,7 @@ from typing import Any
 
 import tomli_w
 
-from saga_model.atomic import atomic_write_text
+from saga_model import atomic_write_text
 
 DARK_THEME = "textual-dark"
 LIGHT_THEME = "textual-light"

@@ -18,12 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from saga_model.atomic import atomic_write_text
+from saga_model import METRICS_FILE, atomic_write_text
 
 TRAINER_MODULE = "saga_model.cli.train"
 PID_FILE = "pid"
 LOG_FILE = "train.log"
-METRICS_FILE = "metrics.jsonl"
 SAMPLE_TOKENS = 120
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: Flags the form sets itself; "extra flags" may not repeat them.

@@ -47,16 +47,6 @@ def run_command(prog: str, main: Callable[[Sequence[str] | None], int],
     sys.exit(code)
 
 
-def format_duration(seconds: float) -> str:
-    """``75`` -> ``"1m15s"``; ``3700`` -> ``"1h01m"``."""
-    seconds = max(0, int(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
-
-
 class StatusLine:
     """A status line on stderr: rewritten in place on a terminal, printed sparingly otherwise."""
 

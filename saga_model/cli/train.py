@@ -17,14 +17,13 @@ from ..config import PRESETS, ModelConfig, TrainConfig, read_json
 from ..data import prepare_data
 from ..distributed import current_world, exit_when_stuck
 from ..errors import SagaError
-from ..paths import token_cache_dir
+from ..paths import METRICS_FILE, format_duration, token_cache_dir
 from ..tokenizer import StoryTokenizer
 from ..train import Callback, EvalMetrics, MetricsLogger, StepMetrics, TrainSummary, run_training
-from .common import ArgumentParser, StatusLine, format_duration, run_command, version_text
+from .common import ArgumentParser, StatusLine, run_command, version_text
 
 PROG = "grain-train"
 RUN_FILE = "run.json"
-METRICS_FILE = "metrics.jsonl"
 #: How long a distributed rank may take to stop cleanly after a signal before it exits anyway.
 STOP_GRACE_SECONDS = 120.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
-from saga_model.cli.common import format_duration
+from saga_model import format_duration
 
 from ..metrics import RunProgress
 
