@@ -240,6 +240,181 @@ def _check_ranks_agree(world: World, data: PreparedData, tokenizer: StoryTokeniz
                         "--data_dir (and, to resume, the same checkpoint in --output_dir)")
 
 
+@dataclass
+class _Run:
+    """What one training run carries from step to step (built by :func:`_setup`)."""
+
+    data: PreparedData
+    tokenizer: StoryTokenizer
+    out: Path
+    cfg: TrainConfig
+    world: World
+    callbacks: Sequence[Callback]
+    model: StoryModel
+    optimizer: optim.Optimizer
+    state: ckpt.TrainingState
+    train_step: Callable[[mx.array], tuple[mx.array, mx.array]]
+    compiled_state: list[Any]
+    starts: np.ndarray
+    sample_tokens: int
+    evals_since_best: int = 0
+
+    @property
+    def context(self) -> int:
+        return self.model.config.context_length
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.cfg.batch_size * self.context
+
+
+class _LossWindow:
+    """The losses of the steps since the last report, kept on the device until read."""
+
+    def __init__(self) -> None:
+        self.restart(time.perf_counter())
+
+    def restart(self, now: float) -> None:
+        self.total, self.steps, self.start = mx.array(0.0), 0, now
+
+    def add(self, loss: mx.array) -> None:
+        self.total = self.total + loss
+        self.steps += 1
+
+
+def _setup(data: PreparedData, tokenizer: StoryTokenizer, out: Path, model_config: ModelConfig,
+           cfg: TrainConfig, resume_from: Path | None, callbacks: Sequence[Callback],
+           sample_tokens: int, world: World) -> _Run:
+    """Build the model and optimizer (from ``resume_from`` if given) and the compiled step."""
+    world.check_batch_size(cfg.batch_size)
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    mx.random.seed(cfg.seed)
+    model = StoryModel(model_config)
+    model.compute_dtype = mx.bfloat16 if cfg.precision == "bfloat16" else mx.float32
+    optimizer = make_optimizer(cfg)
+    state = ckpt.TrainingState()
+    if resume_from is not None:
+        weights, _ = ckpt.load_arrays(resume_from / ckpt.WEIGHTS)
+        ckpt.apply_weights(model, weights, resume_from / ckpt.WEIGHTS)
+        optimizer.init(model.trainable_parameters())
+        ckpt.load_optimizer_state(optimizer, resume_from)
+        state, _ = ckpt.load_training_state(resume_from)
+    else:
+        optimizer.init(model.trainable_parameters())
+    mx.eval(model.parameters(), optimizer.state)
+    model.train()
+    if world.is_distributed:
+        _check_ranks_agree(world, data, tokenizer, model, cfg, state)
+    train_step, compiled_state = build_train_step(model, optimizer, cfg.grad_clip,
+                                                  group=world.group)
+    return _Run(data, tokenizer, out, cfg, world, callbacks if world.is_main else (), model,
+                optimizer, state, train_step, compiled_state,
+                window_starts(data.train, model_config.context_length), sample_tokens)
+
+
+def _start_info(run: _Run) -> dict[str, Any]:
+    """The run's settings and sizes, as reported to ``Callback.on_start``."""
+    return {
+        "parameters": count_parameters(run.model), "model_config": run.model.config.to_dict(),
+        "train_config": run.cfg.to_dict(), "start_step": run.state.step,
+        "train_tokens": run.data.train.n_tokens, "valid_tokens": run.data.valid.n_tokens,
+        "device": str(mx.default_device()), "output_dir": str(run.out),
+        "world_size": run.world.size,
+    }
+
+
+def _batch(run: _Run, step: int) -> np.ndarray:
+    """This rank's share of the training batch of ``step``."""
+    return run.world.shard(sample_batch(run.data.train, run.starts, run.cfg.batch_size,
+                                        run.context, run.cfg.seed, step))
+
+
+def _step(run: _Run, batch: np.ndarray) -> tuple[mx.array, mx.array]:
+    """Start one optimizer step on ``batch`` (without waiting for it); returns (loss, norm)."""
+    cfg, world = run.cfg, run.world
+    # Dropout noise depends only on the step (and differs between ranks).
+    mx.random.seed((cfg.seed * 1_000_003 + run.state.step) * world.size + world.rank)
+    loss, norm = run.train_step(mx.array(batch))
+    mx.async_eval(run.compiled_state, loss, norm)
+    run.state.step += 1
+    run.state.tokens_seen += run.tokens_per_step
+    return loss, norm
+
+
+def _report_step(run: _Run, window: _LossWindow, norm: mx.array, run_start: float) -> None:
+    """Wait for the step, check the loss is finite and send the window's ``StepMetrics``."""
+    state = run.state
+    mean_loss = (window.total / window.steps).item()
+    if not math.isfinite(mean_loss):
+        raise SagaError(f"training diverged (loss is {mean_loss}) at step {state.step}; "
+                        "try a lower --lr")
+    now = time.perf_counter()
+    state.elapsed_seconds = now - run_start
+    metrics = StepMetrics(
+        step=state.step, total_steps=run.cfg.steps, loss=mean_loss,
+        lr=float(run.optimizer.learning_rate.item()),
+        grad_norm=float(norm.item()),
+        tokens_per_sec=window.steps * run.tokens_per_step / max(now - window.start, 1e-9),
+        tokens_seen=state.tokens_seen, elapsed=state.elapsed_seconds,
+    )
+    for cb in run.callbacks:
+        cb.on_step(metrics)
+    window.restart(now)
+
+
+def _evaluate(run: _Run) -> None:
+    """Score the validation split, keep the best model, and report (with a sample story)."""
+    model, state, step = run.model, run.state, run.state.step
+    model.eval()
+    val_loss, bpb = evaluate(model, run.data, run.tokenizer, run.context, run.cfg.batch_size,
+                             run.cfg.eval_batches, world=run.world)
+    is_best = state.best_val_loss is None or val_loss < state.best_val_loss
+    if is_best:
+        state.best_val_loss, state.best_step = val_loss, step
+        if run.world.is_main:
+            ckpt.save_model(run.out / BEST_DIR, model, run.tokenizer)
+    run.evals_since_best = 0 if is_best else run.evals_since_best + 1
+    sample = None
+    if run.sample_tokens and run.world.is_main:
+        options = SamplingOptions(max_tokens=run.sample_tokens, seed=step)
+        sample = tell_story(model, run.tokenizer, StoryRequest(), options)
+    model.train()
+    for cb in run.callbacks:
+        cb.on_eval(EvalMetrics(step, val_loss, bpb, is_best, sample))
+
+
+def _checkpoint(run: _Run) -> None:
+    """Write a resumable checkpoint (rank 0 only) and prune the old ones."""
+    if not run.world.is_main:
+        return
+    path = ckpt.save_checkpoint(run.out, run.model, run.optimizer, run.tokenizer, run.state,
+                                run.cfg.to_dict())
+    ckpt.prune_checkpoints(run.out, run.cfg.keep_checkpoints, run.state.best_step)
+    for cb in run.callbacks:
+        cb.on_checkpoint(run.state.step, path)
+
+
+def _finish(run: _Run, reason: str) -> TrainSummary:
+    """Evaluate and checkpoint the last step; unless stopped, write the best model as final."""
+    state, cfg = run.state, run.cfg
+    finished = reason != "stopped"
+    if finished and state.step > 0 and (not cfg.eval_every or state.step % cfg.eval_every):
+        _evaluate(run)
+    _checkpoint(run)
+    if finished and run.world.is_main:
+        best = run.out / BEST_DIR
+        if (best / ckpt.WEIGHTS).is_file():
+            weights, _ = ckpt.load_arrays(best / ckpt.WEIGHTS)
+            ckpt.apply_weights(run.model, weights, best / ckpt.WEIGHTS)
+        ckpt.write_final_outputs(run.out, run.model, run.tokenizer)
+    summary = TrainSummary(state.step, state.tokens_seen, state.elapsed_seconds,
+                           state.best_val_loss, state.best_step, reason, str(run.out))
+    for cb in run.callbacks:
+        cb.on_end(summary)
+    return summary
+
+
 def run_training(
     data: PreparedData,
     tokenizer: StoryTokenizer,
@@ -266,143 +441,40 @@ def run_training(
     callbacks and writes files; a stop or time limit takes effect on all ranks at the same
     step, up to :attr:`StopVote.LAG` steps after it was requested.
     """
-    world = world or current_world()
     cfg = train_config
-    world.check_batch_size(cfg.batch_size)
-    out = Path(output_dir)
-    if world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    callbacks = callbacks if world.is_main else ()
-    mx.random.seed(cfg.seed)
-    model = StoryModel(model_config)
-    model.compute_dtype = mx.bfloat16 if cfg.precision == "bfloat16" else mx.float32
-    optimizer = make_optimizer(cfg)
-    state = ckpt.TrainingState()
-    if resume_from is not None:
-        weights, _ = ckpt.load_arrays(resume_from / ckpt.WEIGHTS)
-        ckpt.apply_weights(model, weights, resume_from / ckpt.WEIGHTS)
-        optimizer.init(model.trainable_parameters())
-        ckpt.load_optimizer_state(optimizer, resume_from)
-        state, _ = ckpt.load_training_state(resume_from)
-    else:
-        optimizer.init(model.trainable_parameters())
-    mx.eval(model.parameters(), optimizer.state)
-    model.train()
-    if world.is_distributed:
-        _check_ranks_agree(world, data, tokenizer, model, cfg, state)
+    run = _setup(data, tokenizer, Path(output_dir), model_config, cfg, resume_from, callbacks,
+                 sample_tokens, world or current_world())
+    state = run.state
+    for cb in run.callbacks:
+        cb.on_start(_start_info(run))
 
-    context = model_config.context_length
-    starts = window_starts(data.train, context)
-    train_step, compiled_state = build_train_step(model, optimizer, cfg.grad_clip,
-                                                  group=world.group)
-
-    def batch_for(step: int) -> np.ndarray:
-        return world.shard(sample_batch(data.train, starts, cfg.batch_size, context, cfg.seed,
-                                        step))
-
-    evals_since_best = 0
-
-    def run_eval(step: int) -> None:
-        nonlocal evals_since_best
-        model.eval()
-        val_loss, bpb = evaluate(model, data, tokenizer, context, cfg.batch_size,
-                                 cfg.eval_batches, world=world)
-        is_best = state.best_val_loss is None or val_loss < state.best_val_loss
-        if is_best:
-            state.best_val_loss, state.best_step = val_loss, step
-            if world.is_main:
-                ckpt.save_model(out / BEST_DIR, model, tokenizer)
-        evals_since_best = 0 if is_best else evals_since_best + 1
-        sample = None
-        if sample_tokens and world.is_main:
-            options = SamplingOptions(max_tokens=sample_tokens, seed=step)
-            sample = tell_story(model, tokenizer, StoryRequest(), options)
-        model.train()
-        for cb in callbacks:
-            cb.on_eval(EvalMetrics(step, val_loss, bpb, is_best, sample))
-
-    def save(step: int) -> None:
-        if not world.is_main:
-            return
-        path = ckpt.save_checkpoint(out, model, optimizer, tokenizer, state, cfg.to_dict())
-        ckpt.prune_checkpoints(out, cfg.keep_checkpoints, state.best_step)
-        for cb in callbacks:
-            cb.on_checkpoint(step, path)
-
-    info = {
-        "parameters": count_parameters(model), "model_config": model_config.to_dict(),
-        "train_config": cfg.to_dict(), "start_step": state.step,
-        "train_tokens": data.train.n_tokens, "valid_tokens": data.valid.n_tokens,
-        "device": str(mx.default_device()), "output_dir": str(out), "world_size": world.size,
-    }
-    for cb in callbacks:
-        cb.on_start(info)
-
-    tokens_per_step = cfg.batch_size * context
     deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else None
+    vote = StopVote(run.world)
     reason = "completed"
-    vote = StopVote(world)
-    window_loss, window_start, window_steps = mx.array(0.0), time.perf_counter(), 0
+    window = _LossWindow()
     run_start = time.perf_counter() - state.elapsed_seconds
-    next_batch = batch_for(state.step)
+    batch = _batch(run, state.step)
     while state.step < cfg.steps:
         decision = vote(stop_event is not None and stop_event.is_set(),
                         deadline is not None and time.monotonic() >= deadline)
         if decision is not None:
             reason = decision
             break
-        step = state.step
-        # Dropout noise depends only on the step (and differs between ranks).
-        mx.random.seed((cfg.seed * 1_000_003 + step) * world.size + world.rank)
-        loss, norm = train_step(mx.array(next_batch))
-        mx.async_eval(compiled_state, loss, norm)
-        window_loss = window_loss + loss
-        window_steps += 1
-        state.step += 1
-        state.tokens_seen += tokens_per_step
+        loss, norm = _step(run, batch)
+        window.add(loss)
         if state.step < cfg.steps:
-            next_batch = batch_for(state.step)
+            batch = _batch(run, state.step)  # prepared while the device runs the step
         if state.step % LOG_EVERY == 0 or state.step == cfg.steps:
-            mean_loss = (window_loss / window_steps).item()
-            if not math.isfinite(mean_loss):
-                raise SagaError(f"training diverged (loss is {mean_loss}) at step {state.step}; "
-                                "try a lower --lr")
-            now = time.perf_counter()
-            state.elapsed_seconds = now - run_start
-            metrics = StepMetrics(
-                step=state.step, total_steps=cfg.steps, loss=mean_loss,
-                lr=float(optimizer.learning_rate.item()),
-                grad_norm=float(norm.item()),
-                tokens_per_sec=window_steps * tokens_per_step / max(now - window_start, 1e-9),
-                tokens_seen=state.tokens_seen, elapsed=state.elapsed_seconds,
-            )
-            for cb in callbacks:
-                cb.on_step(metrics)
-            window_loss, window_start, window_steps = mx.array(0.0), now, 0
+            _report_step(run, window, norm, run_start)
         if cfg.eval_every and state.step % cfg.eval_every == 0:
-            run_eval(state.step)
-            if cfg.patience and evals_since_best >= cfg.patience:
+            _evaluate(run)
+            if cfg.patience and run.evals_since_best >= cfg.patience:
                 reason = "early stop"
                 break
         if cfg.save_every and state.step % cfg.save_every == 0 and state.step < cfg.steps:
-            save(state.step)
+            _checkpoint(run)
 
     vote.settle()
-    mx.eval(compiled_state)
+    mx.eval(run.compiled_state)
     state.elapsed_seconds = time.perf_counter() - run_start
-    finished = reason != "stopped"
-    if finished and state.step > 0 and (not cfg.eval_every or state.step % cfg.eval_every):
-        run_eval(state.step)
-    save(state.step)
-    if finished and world.is_main:
-        best = out / BEST_DIR
-        if (best / ckpt.WEIGHTS).is_file():
-            weights, _ = ckpt.load_arrays(best / ckpt.WEIGHTS)
-            ckpt.apply_weights(model, weights, best / ckpt.WEIGHTS)
-        ckpt.write_final_outputs(out, model, tokenizer)
-    summary = TrainSummary(state.step, state.tokens_seen, state.elapsed_seconds,
-                           state.best_val_loss, state.best_step, reason, str(out))
-    for cb in callbacks:
-        cb.on_end(summary)
-    return summary
-
+    return _finish(run, reason)
