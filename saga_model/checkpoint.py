@@ -51,6 +51,11 @@ def _save_safetensors(path: Path, arrays: dict[str, mx.array], metadata: dict[st
         tmp.unlink(missing_ok=True)
 
 
+def save_arrays(path: Path, arrays: dict[str, mx.array], metadata: dict[str, str]) -> None:
+    """Write ``arrays`` (with string ``metadata``) as one safetensors file, atomically."""
+    _save_safetensors(path, arrays, metadata)
+
+
 def save_model(directory: str | Path, model: StoryModel, tokenizer: StoryTokenizer) -> None:
     """Write a loadable model folder: ``model.safetensors``, ``config.json``, ``tokenizer.json``."""
     directory = Path(directory)

@@ -94,6 +94,9 @@ class TrainConfig:
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
+    schedule: str = "cosine"
+    decay_fraction: float = 0.2
+    ema_decay: float = 0.0
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     beta1: float = 0.9
@@ -124,6 +127,9 @@ class TrainConfig:
             "grad_clip": self.grad_clip >= 0,
             "weight_decay": self.weight_decay >= 0,
             "min_lr_ratio": 0 <= self.min_lr_ratio <= 1,
+            "schedule": self.schedule in ("cosine", "wsd"),
+            "decay_fraction": 0 <= self.decay_fraction <= 1,
+            "ema_decay": 0 <= self.ema_decay < 1,
             "field_dropout": 0 <= self.field_dropout <= 1,
             "name_swap": 0 <= self.name_swap <= 1,
             "augment_copies": self.augment_copies >= 1,

@@ -26,6 +26,7 @@ import numpy as np
 from mlx.nn.utils import average_gradients
 
 from . import checkpoint as ckpt
+from .averaging import EMA_DIR, EMA_FILE, WeightAverage
 from .config import ModelConfig, TrainConfig
 from .data import PreparedData, eval_chunks, sample_batch, window_starts
 from .distributed import StopVote, World, current_world
@@ -61,6 +62,9 @@ class EvalMetrics:
     val_bpb: float
     is_best: bool
     sample: str | None = None
+    #: The same figures for the EMA of the weights, when the run keeps one (``ema_decay``).
+    ema_val_loss: float | None = None
+    ema_val_bpb: float | None = None
 
 
 @dataclass
@@ -122,9 +126,25 @@ class MetricsLogger(Callback):
 
 
 def make_schedule(cfg: TrainConfig) -> Callable[[mx.array], mx.array]:
-    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``steps``."""
+    """Linear warmup to ``lr``, then down to ``lr * min_lr_ratio`` at ``steps``.
+
+    ``cosine`` decays along a cosine from the end of warmup; ``wsd`` (warmup, stable, decay)
+    holds ``lr`` and decays linearly over the last ``decay_fraction`` of the steps, so a run
+    can be continued from its stable phase (on other data, say) before it decays.
+    """
     warmup = min(cfg.warmup_steps, cfg.steps - 1)
-    cosine = optim.cosine_decay(cfg.lr, max(1, cfg.steps - warmup), cfg.lr * cfg.min_lr_ratio)
+    low = cfg.lr * cfg.min_lr_ratio
+    if cfg.schedule == "wsd":
+        decay_start = cfg.steps - min(round(cfg.steps * cfg.decay_fraction), cfg.steps - warmup)
+
+        def wsd(step: mx.array) -> mx.array:
+            step = step.astype(mx.float32)
+            done = mx.clip((step - decay_start) / max(1, cfg.steps - decay_start), 0.0, 1.0)
+            return mx.where(step < warmup, cfg.lr * step / max(1, warmup),
+                            cfg.lr + (low - cfg.lr) * done)
+
+        return wsd
+    cosine = optim.cosine_decay(cfg.lr, max(1, cfg.steps - warmup), low)
     if warmup == 0:
         return cosine
     return optim.join_schedules([optim.linear_schedule(0.0, cfg.lr, warmup), cosine], [warmup])
@@ -257,6 +277,7 @@ class _Run:
     compiled_state: list[Any]
     starts: np.ndarray
     sample_tokens: int
+    average: WeightAverage | None = None
     evals_since_best: int = 0
 
     @property
@@ -302,7 +323,10 @@ def _setup(data: PreparedData, tokenizer: StoryTokenizer, out: Path, model_confi
         state, _ = ckpt.load_training_state(resume_from)
     else:
         optimizer.init(model.trainable_parameters())
-    mx.eval(model.parameters(), optimizer.state)
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
+    if average is not None and resume_from is not None and (resume_from / EMA_FILE).is_file():
+        average.load(resume_from / EMA_FILE)
+    mx.eval(model.parameters(), optimizer.state, average.average if average else [])
     model.train()
     if world.is_distributed:
         _check_ranks_agree(world, data, tokenizer, model, cfg, state)
@@ -310,7 +334,7 @@ def _setup(data: PreparedData, tokenizer: StoryTokenizer, out: Path, model_confi
                                                   group=world.group)
     return _Run(data, tokenizer, out, cfg, world, callbacks if world.is_main else (), model,
                 optimizer, state, train_step, compiled_state,
-                window_starts(data.train, model_config.context_length), sample_tokens)
+                window_starts(data.train, model_config.context_length), sample_tokens, average)
 
 
 def _start_info(run: _Run) -> dict[str, Any]:
@@ -336,7 +360,9 @@ def _step(run: _Run, batch: np.ndarray) -> tuple[mx.array, mx.array]:
     # Dropout noise depends only on the step (and differs between ranks).
     mx.random.seed((cfg.seed * 1_000_003 + run.state.step) * world.size + world.rank)
     loss, norm = run.train_step(mx.array(batch))
-    mx.async_eval(run.compiled_state, loss, norm)
+    if run.average is not None:
+        run.average.update(run.model)
+    mx.async_eval(run.compiled_state, loss, norm, run.average.average if run.average else [])
     run.state.step += 1
     run.state.tokens_seen += run.tokens_per_step
     return loss, norm
@@ -375,13 +401,28 @@ def _evaluate(run: _Run) -> None:
         if run.world.is_main:
             ckpt.save_model(run.out / BEST_DIR, model, run.tokenizer)
     run.evals_since_best = 0 if is_best else run.evals_since_best + 1
+    ema_loss, ema_bpb = _evaluate_average(run) if run.average is not None else (None, None)
     sample = None
     if run.sample_tokens and run.world.is_main:
         options = SamplingOptions(max_tokens=run.sample_tokens, seed=step)
         sample = tell_story(model, run.tokenizer, StoryRequest(), options)
     model.train()
     for cb in run.callbacks:
-        cb.on_eval(EvalMetrics(step, val_loss, bpb, is_best, sample))
+        cb.on_eval(EvalMetrics(step, val_loss, bpb, is_best, sample, ema_loss, ema_bpb))
+
+
+def _evaluate_average(run: _Run) -> tuple[float, float]:
+    """Validation loss and bits per byte of the EMA weights; saves them in ``ema/`` at best."""
+    average = run.average
+    assert average is not None
+    with average.applied(run.model):
+        val_loss, bpb = evaluate(run.model, run.data, run.tokenizer, run.context,
+                                 run.cfg.batch_size, run.cfg.eval_batches, world=run.world)
+        if average.best_val_loss is None or val_loss < average.best_val_loss:
+            average.best_val_loss = val_loss
+            if run.world.is_main:
+                ckpt.save_model(run.out / EMA_DIR, run.model, run.tokenizer)
+    return val_loss, bpb
 
 
 def _checkpoint(run: _Run) -> None:
@@ -390,6 +431,8 @@ def _checkpoint(run: _Run) -> None:
         return
     path = ckpt.save_checkpoint(run.out, run.model, run.optimizer, run.tokenizer, run.state,
                                 run.cfg.to_dict())
+    if run.average is not None:
+        run.average.save(path / EMA_FILE)
     ckpt.prune_checkpoints(run.out, run.cfg.keep_checkpoints, run.state.best_step)
     for cb in run.callbacks:
         cb.on_checkpoint(run.state.step, path)

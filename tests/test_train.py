@@ -11,13 +11,16 @@ import mlx.nn as nn
 import pytest
 
 from saga_model import checkpoint as ckpt
+from saga_model.averaging import EMA_DIR, EMA_FILE
 from saga_model.config import PRESETS, ModelConfig, TrainConfig
 from saga_model.data import prepare_data
+from saga_model.model import StoryModel
 from saga_model.train import (
     Callback,
     EvalMetrics,
     MetricsLogger,
     StepMetrics,
+    make_schedule,
     run_training,
     token_losses,
 )
@@ -134,3 +137,52 @@ def test_token_losses_in_bfloat16_match_float32() -> None:
     grad = mx.grad(lambda x: token_losses(x, targets).sum())(logits).astype(mx.float32)
     grad_reference = mx.grad(lambda x: token_losses(x, targets).sum())(wide)
     assert mx.abs(grad - grad_reference).max().item() < 0.01
+
+
+def test_weight_average_equals_the_hand_computed_ema(prepared, tmp_path: Path) -> None:
+    tokenizer, data = prepared
+    decay = 0.75
+    model_cfg, train_cfg = configs(tokenizer, steps=3, ema_decay=decay, save_every=1,
+                                   keep_checkpoints=5, eval_every=0)
+    recorder = Recorder()
+    run_training(data, tokenizer, tmp_path, model_cfg, train_cfg, callbacks=[recorder])
+    mx.random.seed(train_cfg.seed)  # the run's initial weights, built the same way
+    expected = ckpt.model_weights(StoryModel(model_cfg))
+    for checkpoint in ckpt.list_checkpoints(tmp_path):  # the raw weights after steps 1, 2, 3
+        weights, _ = ckpt.load_arrays(checkpoint / ckpt.WEIGHTS)
+        expected = {k: decay * v + (1 - decay) * weights[k] for k, v in expected.items()}
+    last = ckpt.list_checkpoints(tmp_path)[-1]
+    kept, _ = ckpt.load_arrays(last / EMA_FILE)
+    saved, _ = ckpt.load_arrays(tmp_path / EMA_DIR / ckpt.WEIGHTS)
+    for name, value in expected.items():
+        assert mx.allclose(kept[name], value, atol=1e-6).item(), name
+        assert mx.allclose(saved[name], value, atol=1e-6).item(), name
+    raw, _ = ckpt.load_arrays(last / ckpt.WEIGHTS)
+    assert not mx.allclose(raw["head.weight"], expected["head.weight"]).item()
+    [final] = recorder.evals
+    assert final.ema_val_loss is not None and final.ema_val_loss != final.val_loss
+
+
+def test_resume_continues_the_weight_average(prepared, tmp_path: Path) -> None:
+    tokenizer, data = prepared
+    model_cfg, train_cfg = configs(tokenizer, ema_decay=0.9)
+    run_training(data, tokenizer, tmp_path / "a", model_cfg, train_cfg)
+    stop = threading.Event()
+    run_training(data, tokenizer, tmp_path / "b", model_cfg, train_cfg,
+                 callbacks=[Recorder(stop_at=20, stop=stop)], stop_event=stop)
+    run_training(data, tokenizer, tmp_path / "b", model_cfg, train_cfg,
+                 resume_from=ckpt.list_checkpoints(tmp_path / "b")[-1])
+    straight, _ = ckpt.load_arrays(ckpt.list_checkpoints(tmp_path / "a")[-1] / EMA_FILE)
+    resumed, _ = ckpt.load_arrays(ckpt.list_checkpoints(tmp_path / "b")[-1] / EMA_FILE)
+    for name, value in straight.items():
+        assert mx.allclose(resumed[name], value, atol=1e-6).item(), name
+
+
+def test_wsd_schedule_holds_then_decays_linearly() -> None:
+    cfg = TrainConfig(steps=100, lr=1e-2, warmup_steps=10, schedule="wsd", decay_fraction=0.2,
+                      min_lr_ratio=0.1)
+    schedule = make_schedule(cfg)
+    lr = [schedule(mx.array(step)).item() for step in (5, 10, 50, 80, 90, 100)]
+    assert lr == pytest.approx([5e-3, 1e-2, 1e-2, 1e-2, 5.5e-3, 1e-3])
+    stable = make_schedule(TrainConfig(steps=100, lr=1e-2, schedule="wsd", decay_fraction=0.0))
+    assert stable(mx.array(100)).item() == pytest.approx(1e-2)

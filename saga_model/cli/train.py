@@ -34,6 +34,12 @@ _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
     "batch_size": (int, "sequences per step (in total over all processes of a launch)"),
     "lr": (float, "peak learning rate"),
     "warmup_steps": (int, "linear warm-up steps"),
+    "schedule": (str, "learning-rate schedule after warm-up: cosine, or wsd (stable, then a "
+                      "linear decay over the last --decay_fraction of the steps)"),
+    "decay_fraction": (float, "share of the steps in the final decay of the wsd schedule"),
+    "min_lr_ratio": (float, "final learning rate as a share of --lr"),
+    "ema_decay": (float, "keep an average of the weights (e.g. 0.999; 0 = off), scored at "
+                         "each evaluation and saved in ema/ of the run"),
     "weight_decay": (float, "AdamW weight decay (matrices only)"),
     "grad_clip": (float, "clip the gradient norm (0 = off)"),
     "seed": (int, "random seed (data order, init, dropout)"),
@@ -123,8 +129,10 @@ class ConsoleReport(Callback):
 
     def on_eval(self, m: EvalMetrics) -> None:
         best = " (best)" if m.is_best else ""
+        ema = ("" if m.ema_val_loss is None else
+               f"; EMA {m.ema_val_loss:.4f}, {m.ema_val_bpb:.4f} bits/byte")
         self.status.print(f"step {m.step}: val loss {m.val_loss:.4f}, "
-                          f"{m.val_bpb:.4f} bits/byte{best}")
+                          f"{m.val_bpb:.4f} bits/byte{best}{ema}")
         if m.sample:
             self.status.print(f"  sample: {m.sample.strip()[:300]}")
 
