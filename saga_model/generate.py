@@ -12,10 +12,10 @@ import mlx.core as mx
 import numpy as np
 
 from . import labels as lab
-from .data import clean_story
 from .errors import SagaError
 from .fast_decode import NumpyDecoder
 from .model import StoryModel
+from .text import clean_story
 from .tokenizer import StoryTokenizer
 
 

@@ -12,7 +12,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from .atomic import atomic_write_text
 from .errors import SagaError
-from .labels import CONTROL_TOKENS, END_OF_STORY, STORY_START
+from .prefix import CONTROL_TOKENS, END_OF_STORY, STORY_START
 
 
 @lru_cache(maxsize=1)

@@ -12,7 +12,6 @@ import pytest
 from conftest import ROOT, run_cli
 
 from benchmarks.report import render_prepare
-from saga_model import data as data_module
 from saga_model.data import (
     TokenSplit,
     conditioned_example,
@@ -21,7 +20,12 @@ from saga_model.data import (
     read_stories,
     window_starts,
 )
+from saga_model.data import corpus as corpus_module
+from saga_model.data.corpus import story_key
+from saga_model.data.examples import example_rng
+from saga_model.data.prepare import _SeenKeys
 from saga_model.errors import SagaError
+from saga_model.labels import derive_labels
 
 STORIES = [f"Story {i}: Tom saw a dog named Spot. They played in the park." for i in range(12)]
 
@@ -53,7 +57,7 @@ def test_windows_line_endings_and_byte_order_mark(tmp_path: Path) -> None:
 def test_separators_split_across_read_chunks(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "a.txt").write_text(text_of(STORIES))
-    monkeypatch.setattr(data_module, "_READ_CHARS", 5)
+    monkeypatch.setattr(corpus_module, "_READ_CHARS", 5)
     assert read_stories(tmp_path) == STORIES
 
 
@@ -121,9 +125,9 @@ def test_examples_match_direct_encoding(corpus_dir: Path, tmp_path: Path) -> Non
     train, valid = load_splits(corpus_dir, 0.05)
     ends = np.append(data.train.starts[1:], data.train.n_tokens)
     for i in (0, 1, 77, 149):
-        key = data_module._story_key(train[i])
-        labels = data_module.lab.derive_labels(train[i])
-        text = conditioned_example(train[i], labels, data_module._example_rng(3, 0, key),
+        key = story_key(train[i])
+        labels = derive_labels(train[i])
+        text = conditioned_example(train[i], labels, example_rng(3, 0, key),
                                    0.3, 0.9)
         tokens = data.train.tokens[data.train.starts[i]:ends[i]]
         assert tokens.tolist() == tokenizer.encode(text)
@@ -144,7 +148,7 @@ def test_parallel_preparation_is_byte_identical(tmp_path: Path,
     (corpus / "part-1.txt").write_text(stories)
     (corpus / "part-2.txt").write_text(stories.replace("Tom", "Kim"))  # new stories, and
     (corpus / "part-3.txt").write_text(stories)  # a file of duplicates only
-    monkeypatch.setattr(data_module, "_JOB_CHARS", 20_000)  # many jobs per worker
+    monkeypatch.setattr(corpus_module, "_JOB_CHARS", 20_000)  # many jobs per worker
     serial_tok, serial = prepare_data(corpus, tmp_path / "serial", vocab_size=500,
                                       augment_copies=2, workers=1)
     parallel_tok, parallel = prepare_data(corpus, tmp_path / "parallel", vocab_size=500,
@@ -186,7 +190,7 @@ def test_cache_is_keyed_by_file_bytes_reused_and_repaired(corpus_dir: Path,
 
 
 def test_seen_keys_find_repeats_across_merges() -> None:
-    seen = data_module._SeenKeys(merge_every=4)
+    seen = _SeenKeys(merge_every=4)
     keys = [bytes([i]) * 8 for i in range(10)]
     assert seen.add(keys[:3] + keys[:1]).tolist() == [True, True, True, False]
     assert seen.add(keys[2:6]).tolist() == [False, True, True, True]  # merged after this

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import mlx.core as mx
@@ -172,3 +174,16 @@ def test_nucleus_equals_a_full_sort_including_ties() -> None:
         ids, weights = _nucleus(probs, top_p)
         assert np.array_equal(ids, order[keep]), case
         assert np.array_equal(weights, probs[order[keep]]), case
+
+
+def test_imports_stay_light() -> None:
+    # saga_model and the app start without MLX or NumPy; generation does not pull in the data
+    # pipeline (it only needs the text cleaning).
+    code = ("import sys, saga_model, tui.app; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'mlx', 'numpy'})); "
+            "import saga_model.generate; "
+            "print(sorted(m for m in sys.modules if m.startswith('saga_model.data')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[]", "[]"]
