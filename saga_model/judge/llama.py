@@ -4,13 +4,15 @@ Built for SmolLM2 as llama.cpp stores it in GGUF files (see :mod:`.gguf`): the m
 parameter names are GGUF's own (``blk.0.attn_q.weight``, ``token_embd.weight``, ...), so a
 GGUF file's tensors load without renaming, and layers become quantized ones where the file
 is quantized (Q4_0, Q4_1 and Q8_0 load as MLX affine quantization; see
-:func:`.gguf.load_llama`). llama.cpp's converter
-permutes the query and key rows so that rotary embeddings rotate *adjacent* pairs of
-dimensions; the model therefore uses ``mx.fast.rope(traditional=True)``.
+:func:`.gguf.load_llama`). llama.cpp's converter permutes the query and key rows so that
+rotary embeddings rotate *adjacent* pairs of dimensions; the model therefore uses
+``mx.fast.rope(traditional=True)`` (measured: 2.2 nats/token on TinyStories text; 4 with the
+other layout).
 
-A :class:`KVCache` per layer lets the model decode one token at a time, for a whole batch at
-once: rows of different lengths are left-padded and the padding is masked out (rotary
-embeddings only see relative positions, so a shifted row computes the same values).
+A :class:`~saga_model.model.KVCache` (the story model's) per layer lets the model decode one
+token at a time, for a whole batch at once: rows of different lengths are left-padded and
+the padding is masked out (rotary embeddings only see relative positions, so a shifted row
+computes the same values).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..errors import SagaError
+from ..model import KVCache
 
 
 @dataclass(frozen=True)
@@ -43,33 +46,6 @@ class LlamaConfig:
     def head_dim(self) -> int:
         """Dimensions per attention head."""
         return self.d_model // self.n_heads
-
-
-class KVCache:
-    """Keys and values of past positions for one layer, grown in steps of 256 positions."""
-
-    step = 256
-
-    def __init__(self) -> None:
-        self.keys: mx.array | None = None
-        self.values: mx.array | None = None
-        self.offset = 0
-
-    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
-        """Append keys/values (B, kv_heads, L, head_dim) and return all positions so far."""
-        end = self.offset + keys.shape[2]
-        if self.keys is None or end > self.keys.shape[2]:
-            size = self.step * ((end + self.step - 1) // self.step)
-            shape = (*keys.shape[:2], size, keys.shape[3])
-            grown_k, grown_v = mx.zeros(shape, keys.dtype), mx.zeros(shape, values.dtype)
-            if self.keys is not None:
-                grown_k[..., : self.offset, :] = self.keys[..., : self.offset, :]
-                grown_v[..., : self.offset, :] = self.values[..., : self.offset, :]
-            self.keys, self.values = grown_k, grown_v
-        self.keys[..., self.offset : end, :] = keys
-        self.values[..., self.offset : end, :] = values
-        self.offset = end
-        return self.keys[..., :end, :], self.values[..., :end, :]
 
 
 class Block(nn.Module):
@@ -100,11 +76,8 @@ class Block(nn.Module):
         q = self.attn_q(x).reshape(batch, length, cfg.n_heads, -1).transpose(0, 2, 1, 3)
         k = self.attn_k(x).reshape(batch, length, cfg.n_kv_heads, -1).transpose(0, 2, 1, 3)
         v = self.attn_v(x).reshape(batch, length, cfg.n_kv_heads, -1).transpose(0, 2, 1, 3)
-        offset = cache.offset if cache is not None else 0
-        q = mx.fast.rope(q, cfg.head_dim, traditional=True, base=cfg.rope_theta, scale=1.0,
-                         offset=offset)
-        k = mx.fast.rope(k, cfg.head_dim, traditional=True, base=cfg.rope_theta, scale=1.0,
-                         offset=offset)
+        q, k = (mx.fast.rope(t, cfg.head_dim, traditional=True, base=cfg.rope_theta, scale=1.0,
+                             offset=cache.offset if cache is not None else 0) for t in (q, k))
         if cache is not None:
             k, v = cache.update_and_fetch(k, v)
         out = mx.fast.scaled_dot_product_attention(q, k, v, scale=cfg.head_dim**-0.5,
