@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,6 +18,13 @@ if TYPE_CHECKING:
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
+
+
+def split_texts(tokenizer: Any, split: Any) -> list[str]:
+    """The text of each example of a prepared split, without its control tokens (a
+    ``StoryTokenizer`` decodes those to nothing)."""
+    bounds = [int(start) for start in split.starts] + [split.n_tokens]
+    return [tokenizer.decode(split.tokens[a:b].tolist()) for a, b in itertools.pairwise(bounds)]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FIXTURES, split_texts
 
 from saga_model import labels as lab
 from saga_model.data import (
     TokenSplit,
     clean_story,
     eval_chunks,
-    load_splits,
     prepare_data,
     read_stories,
     sample_batch,
@@ -51,27 +52,36 @@ def test_missing_empty_and_storyless_inputs_are_clear_errors(tmp_path: Path) -> 
         read_stories(tmp_path / "empty")
     write(tmp_path / "blank" / "a.txt", "\n\n<|endoftext|>\n   \n")
     with pytest.raises(SagaError, match="no stories found"):
-        load_splits(tmp_path / "blank", 0.05)
+        prepare_data(tmp_path / "blank", tmp_path / "cache", vocab_size=300)
     write(tmp_path / "one" / "a.txt", "Just one story.")
     with pytest.raises(SagaError, match="at least 2 stories"):
-        load_splits(tmp_path / "one", 0.05)
+        prepare_data(tmp_path / "one", tmp_path / "cache", vocab_size=300)
 
 
-def test_valid_txt_is_the_validation_split(corpus_dir: Path) -> None:
-    train, valid = load_splits(corpus_dir, 0.05)
-    assert (len(train), len(valid)) == (150, 15)
-    assert not set(train) & set(valid)
+def prepared_splits(path: Path, cache: Path, valid_fraction: float = 0.05
+                    ) -> tuple[list[str], list[str]]:
+    """The stories of prepare_data's training and validation splits (no field or name changes,
+    so each training example is its story)."""
+    tokenizer, data = prepare_data(path, cache, vocab_size=300, valid_fraction=valid_fraction,
+                                   field_dropout=1.0, name_swap=0.0)
+    return split_texts(tokenizer, data.train), split_texts(tokenizer, data.valid)
+
+
+def test_valid_txt_is_the_validation_split(corpus_dir: Path, tmp_path: Path) -> None:
+    train, valid = prepared_splits(corpus_dir, tmp_path)
+    assert train == read_stories(corpus_dir / "train.txt")
+    assert valid == read_stories(corpus_dir / "valid.txt")
 
 
 def test_hash_split_is_deterministic_and_order_free(tmp_path: Path) -> None:
     stories = [f"Story number {i} about a cat." for i in range(200)]
     write(tmp_path / "a" / "all.txt", "\n<|endoftext|>\n".join(stories))
     write(tmp_path / "b" / "all.txt", "\n<|endoftext|>\n".join(reversed(stories)))
-    train_a, valid_a = load_splits(tmp_path / "a", 0.1)
-    _, valid_b = load_splits(tmp_path / "b", 0.1)
+    train_a, valid_a = prepared_splits(tmp_path / "a", tmp_path / "cache", 0.1)
+    _, valid_b = prepared_splits(tmp_path / "b", tmp_path / "cache", 0.1)
     assert set(valid_a) == set(valid_b)
     assert 5 <= len(valid_a) <= 40
-    assert len(train_a) + len(valid_a) == 200
+    assert sorted(train_a + valid_a) == sorted(stories)
 
 
 def test_prepare_data_caches_tokens(corpus_dir: Path, tmp_path: Path) -> None:
@@ -122,12 +132,35 @@ def test_eval_chunks_cover_the_split_once() -> None:
     assert np.array_equal(np.concatenate([c[1:] for c in chunks]), np.arange(1, 101))
 
 
+GOLDEN_LABELS = FIXTURES / "labels_golden.jsonl"
+
+
+def label_record(story: str, index: int) -> dict[str, object]:
+    """What the labeller and the name swapper make of one fixture story."""
+    labels = lab.derive_labels(story)
+    swapped, names = lab.swap_names(story, labels.characters, random.Random(index))
+    return {"theme": labels.theme, "tone": labels.tone, "genre": labels.genre,
+            "characters": list(labels.characters),
+            "swapped": [f"{old} -> {new}" for old, new in zip(labels.characters, names,
+                                                               strict=True)],
+            "swapped_sha256": hashlib.sha256(swapped.encode()).hexdigest()[:16]}
+
+
 def test_labels_and_name_swaps_of_the_fixture_corpus_are_unchanged(corpus_dir: Path) -> None:
-    """The optimised labeller gives what the original one gave (digest recorded with it)."""
-    h = hashlib.sha256()
-    for i, story in enumerate(read_stories(corpus_dir)):
-        labels = lab.derive_labels(story)
-        swapped = lab.swap_names(story, labels.characters, random.Random(i))
-        h.update(repr((labels.theme, labels.tone, labels.genre, labels.characters,
-                       swapped)).encode())
-    assert h.hexdigest() == "516501cb5f8cac416fc6520c35858864fc635482178a2f92a2e8a160bd738663"
+    """The labeller gives what the original one gave, story by story (recorded in
+    labels_golden.jsonl; after a deliberate change, ``python tests/test_data.py`` rewrites it)."""
+    expected = [json.loads(line) for line in GOLDEN_LABELS.read_text().splitlines()]
+    stories = read_stories(corpus_dir)
+    assert len(stories) == len(expected)
+    changed = [(i, want, got) for i, (story, want) in enumerate(zip(stories, expected, strict=True))
+               if (got := label_record(story, i)) != want]
+    if changed:
+        i, want, got = changed[0]
+        differences = {key: (want[key], got[key]) for key in want if want[key] != got[key]}
+        pytest.fail(f"{len(changed)} of {len(stories)} stories labelled differently; first: "
+                    f"story {i} ({stories[i][:60]!r}...), (expected, got): {differences}")
+
+
+if __name__ == "__main__":
+    records = [label_record(s, i) for i, s in enumerate(read_stories(FIXTURES / "stories"))]
+    GOLDEN_LABELS.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, split_texts
 
 from benchmarks.report import render_prepare
 from saga_model.data import (
     TokenSplit,
     conditioned_example,
-    load_splits,
     prepare_data,
     read_stories,
     window_starts,
@@ -99,30 +98,31 @@ def test_gzipped_validation_file_is_the_validation_split(tmp_path: Path) -> None
     (tmp_path / "stories-train.txt").write_text(text_of(STORIES[:9]))
     with gzip.open(tmp_path / "stories-valid.txt.gz", "wt") as handle:
         handle.write(text_of(STORIES[8:]))  # STORIES[8] is also a training story: dropped
-    train, valid = load_splits(tmp_path, 0.5)
+    tokenizer, data = prepare_data(tmp_path, tmp_path / "cache", vocab_size=300,
+                                   field_dropout=1.0, name_swap=0.0)
+    train, valid = split_texts(tokenizer, data.train), split_texts(tokenizer, data.valid)
     assert (train, valid) == (STORIES[:9], STORIES[9:])
-    _, data = prepare_data(tmp_path, tmp_path / "cache", vocab_size=300)
-    assert (data.train.starts.size, data.valid.starts.size) == (9, 3)
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0])
 def test_tiny_corpus_keeps_the_last_story_for_validation(tmp_path: Path,
                                                          fraction: float) -> None:
     (tmp_path / "all.txt").write_text(text_of(STORIES[:3]))
-    train, valid = load_splits(tmp_path, fraction)
-    assert (train, valid) == (STORIES[:2], STORIES[2:3])
     tokenizer, data = prepare_data(tmp_path, tmp_path / "cache", vocab_size=300,
-                                   valid_fraction=fraction)
-    assert (data.train.starts.size, data.valid.starts.size) == (2, 1)
-    valid_text = tokenizer.decode(np.asarray(data.valid.tokens))
-    assert valid_text == STORIES[2]
-    assert data.valid.n_bytes == len(STORIES[2].encode())
+                                   valid_fraction=fraction, field_dropout=1.0, name_swap=0.0)
+    # Again with that tokenizer given: the split is then decided while writing the tokens.
+    _, again = prepare_data(tmp_path, tmp_path / "cache-2", tokenizer=tokenizer,
+                            valid_fraction=fraction, field_dropout=1.0, name_swap=0.0)
+    for prepared in (data, again):
+        assert split_texts(tokenizer, prepared.train) == STORIES[:2]
+        assert split_texts(tokenizer, prepared.valid) == [STORIES[2]]
+        assert prepared.valid.n_bytes == len(STORIES[2].encode())
 
 
 def test_examples_match_direct_encoding(corpus_dir: Path, tmp_path: Path) -> None:
     """The token streams are the examples' texts encoded one by one, in corpus order."""
     tokenizer, data = prepare_data(corpus_dir, tmp_path, vocab_size=600, seed=3)
-    train, valid = load_splits(corpus_dir, 0.05)
+    train, valid = read_stories(corpus_dir / "train.txt"), read_stories(corpus_dir / "valid.txt")
     ends = np.append(data.train.starts[1:], data.train.n_tokens)
     for i in (0, 1, 77, 149):
         key = story_key(train[i])

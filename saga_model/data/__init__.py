@@ -11,7 +11,7 @@ it in batches (:mod:`.batches`).
 
 from ..text import clean_story, split_stories
 from .batches import eval_chunks, sample_batch, window_starts
-from .corpus import SEPARATOR, load_splits, read_stories
+from .corpus import SEPARATOR, read_stories
 from .examples import PreparedData, TokenSplit, conditioned_example, unconditioned_example
 from .prepare import DATA_FORMAT_VERSION, TOKENIZER_SAMPLE_CHARS, prepare_data
 from .workers import PARALLEL_MIN_BYTES
@@ -26,7 +26,6 @@ __all__ = [
     "clean_story",
     "conditioned_example",
     "eval_chunks",
-    "load_splits",
     "prepare_data",
     "read_stories",
     "sample_batch",

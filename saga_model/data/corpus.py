@@ -193,41 +193,14 @@ def story_hash(story: str) -> int:
 
 
 def valid_cut(valid_fraction: float) -> int:
+    """The :func:`story_hash` below which a story goes to validation."""
     return int(valid_fraction * 2**32)
 
 
 def split_error(path: str | Path, n_train: int, n_valid: int) -> SagaError:
+    """The error for a corpus whose splits came out with these numbers of stories."""
     return SagaError(f"no stories found in {path}" if not n_train and not n_valid
                      else f"need at least 2 stories in {path} (one for validation)")
-
-
-def load_splits(path: str | Path, valid_fraction: float) -> tuple[list[str], list[str]]:
-    """Train and validation stories of a corpus (as lists: meant for small corpora).
-
-    Files named like ``valid.txt`` / ``TinyStories-valid.txt`` / ``val.txt`` form the
-    validation split when a directory has them (stories also in a training file are dropped
-    from it); otherwise each story goes to validation when a hash of its text falls below
-    ``valid_fraction`` (deterministic, independent of file order).  If that leaves one split
-    empty, the last story is the only validation story.  :func:`prepare_data` splits the same
-    way.
-    """
-    train_files, valid_files = _corpus_files(Path(path))
-    if valid_files:
-        train = list(_clean_unique(_all_stories(train_files)))
-        known = {story_key(s) for s in train}
-        valid = [s for s in _clean_unique(_all_stories(valid_files))
-                 if story_key(s) not in known]
-    else:
-        stories = list(_clean_unique(_all_stories(train_files)))
-        cut = valid_cut(valid_fraction)
-        in_valid = [story_hash(s) < cut for s in stories]
-        if all(in_valid) or not any(in_valid):  # tiny corpora: keep exactly one for validation
-            in_valid = [i == len(stories) - 1 for i in range(len(stories))]
-        train = [s for s, v in zip(stories, in_valid, strict=True) if not v]
-        valid = [s for s, v in zip(stories, in_valid, strict=True) if v]
-    if not train or not valid:
-        raise split_error(path, len(train), len(valid))
-    return train, valid
 
 
 @dataclass(frozen=True)

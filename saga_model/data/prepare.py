@@ -124,6 +124,14 @@ class _TokenFile:
         self.handle.close()
 
 
+class _EveryStoryInValidation(Exception):
+    """Every story of a corpus without validation files hashed to the validation split."""
+
+    def __init__(self, last_key: bytes) -> None:
+        super().__init__("every story hashed to validation")
+        self.last_key = last_key  # key of the last story: the only one to keep for validation
+
+
 @dataclass
 class _Tally:
     """Stories of a split and their UTF-8 bytes."""
@@ -133,10 +141,10 @@ class _Tally:
 
 
 def _write_splits(corpus: Corpus, recipe: Recipe, tokenizer: StoryTokenizer, workers: int,
-                  out: Path, progress: ProgressFn | None) -> dict[str, int] | bytes:
+                  out: Path, progress: ProgressFn | None) -> dict[str, int]:
     """Write ``train.bin``/``valid.bin`` and their starts into ``out``; returns the counts for
-    ``meta.json``, or, when every story hashed to validation, the key of the last story (the
-    caller then prepares again with only that story for validation)."""
+    ``meta.json``.  Raises :class:`_EveryStoryInValidation` when every story hashed to
+    validation (the caller then prepares again with only the last story for validation)."""
     seen = _SeenKeys()
     valid = _TokenFile(out / "valid.bin")
     copies = [_TokenFile(out / f"train-{copy}.bin") for copy in range(recipe.augment_copies)]
@@ -174,7 +182,7 @@ def _write_splits(corpus: Corpus, recipe: Recipe, tokenizer: StoryTokenizer, wor
             tally["valid"] = _Tally(1, size)
         if (hash_split and not tally["train"].stories and tally["valid"].stories > 1
                 and last_key is not None):
-            return last_key
+            raise _EveryStoryInValidation(last_key)
         if not tally["train"].stories or not tally["valid"].stories:
             raise split_error(corpus.path, tally["train"].stories, tally["valid"].stories)
     finally:
@@ -244,6 +252,11 @@ def prepare_data(
     bytes) and every setting, so a second run on the same data only re-hashes the files. When
     ``tokenizer`` is None a byte-level BPE of ``vocab_size`` is trained on the conditioned
     training texts of the first :data:`TOKENIZER_SAMPLE_CHARS` characters (and cached too).
+    Files named like ``valid.txt`` / ``TinyStories-valid.txt`` / ``val.jsonl`` form the
+    validation split when a directory has them (stories also in a training file are dropped
+    from it); otherwise each story goes to validation when a hash of its text falls below
+    ``valid_fraction`` (deterministic, independent of file order), and if that leaves one split
+    empty, the last story is the only validation story.
     ``workers`` processes prepare the stories (default: one per core for corpora over
     :data:`PARALLEL_MIN_BYTES`, else none; ``GRAIN_DATA_WORKERS`` overrides); the result does
     not depend on it.  ``progress(label, done, total)`` is told the bytes read of each step.
@@ -282,11 +295,11 @@ def prepare_data(
     with atomic_directory(cache_dir) as tmp:
         tokenizer.save(tmp / "tokenizer.json")
         recipe = replace(recipe, tokenizer_json=(tmp / "tokenizer.json").read_text())
-        counts = _write_splits(corpus, recipe, tokenizer, n_workers, tmp, progress)
-        if isinstance(counts, bytes):
-            recipe = replace(recipe, valid_key=counts)
+        try:
             counts = _write_splits(corpus, recipe, tokenizer, n_workers, tmp, progress)
-            assert not isinstance(counts, bytes)
+        except _EveryStoryInValidation as every:
+            recipe = replace(recipe, valid_key=every.last_key)
+            counts = _write_splits(corpus, recipe, tokenizer, n_workers, tmp, progress)
         meta = {"version": DATA_FORMAT_VERSION, **settings, **counts,
                 "source": str(Path(data_path).resolve()),
                 "files": [f.name for f in corpus.files]}
