@@ -9,8 +9,10 @@ The public API, used by the command-line tools and the terminal app::
     for piece in stream_story(model, tokenizer, request, SamplingOptions(seed=1)):
         print(piece.text, end="", flush=True)
 
-The choices (``THEMES``, ``TONES``, ``GENRES``, ``PRESETS``) and errors import instantly; the
-rest loads MLX, NumPy and tokenizers on first use, which keeps interactive start-up fast.
+The choices (``THEMES``, ``TONES``, ``GENRES``, ``PRESETS``), ``SamplingOptions``, the
+builder every front end turns user input with (``story_request``) and errors import
+instantly; the rest loads MLX, NumPy and tokenizers on first use, which keeps interactive
+start-up fast.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .paths import (
     format_duration,
     shipped_model,
 )
+from .story_input import SAMPLING_FIELDS, SamplingOptions, story_request
 
 __version__ = "0.1.0"
 
@@ -43,7 +46,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_model": "checkpoint", "save_model": "checkpoint",
     "PreparedData": "data", "prepare_data": "data", "read_stories": "data",
-    "SamplingOptions": "generate", "StoryPiece": "generate", "StoryRequest": "generate",
+    "StoryPiece": "generate", "StoryRequest": "generate",
     "stream_story": "generate", "tell_story": "generate",
     "StoryModel": "model", "count_parameters": "model", "release_thread": "model",
     "StoryTokenizer": "tokenizer", "train_tokenizer": "tokenizer",
@@ -54,7 +57,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from .checkpoint import load_model, save_model
     from .data import PreparedData, prepare_data, read_stories
-    from .generate import SamplingOptions, StoryPiece, StoryRequest, stream_story, tell_story
+    from .generate import StoryPiece, StoryRequest, stream_story, tell_story
     from .model import StoryModel, count_parameters, release_thread
     from .tokenizer import StoryTokenizer, train_tokenizer
     from .train import (
@@ -84,6 +87,7 @@ __all__ = [
     "GENRES",
     "METRICS_FILE",
     "PRESETS",
+    "SAMPLING_FIELDS",
     "THEMES",
     "TOKENIZER_FILE",
     "TONES",
@@ -118,6 +122,7 @@ __all__ = [
     "run_training",
     "save_model",
     "shipped_model",
+    "story_request",
     "stream_story",
     "tell_story",
     "train_tokenizer",

@@ -15,42 +15,9 @@ from . import labels as lab
 from .errors import SagaError
 from .fast_decode import NumpyDecoder
 from .model import StoryModel
+from .story_input import SamplingOptions
 from .text import clean_story
 from .tokenizer import StoryTokenizer
-
-
-@dataclass
-class SamplingOptions:
-    """How the next token is picked. ``temperature=0`` means greedy."""
-
-    temperature: float = 0.8
-    top_k: int = 0
-    top_p: float = 0.95
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    repetition_window: int = 64
-    max_tokens: int = 400
-    seed: int | None = None
-    name_boost: float = 5.0
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.temperature < 0:
-            problems.append("temperature must be >= 0")
-        if self.top_k < 0:
-            problems.append("top_k must be >= 0")
-        if not 0 < self.top_p <= 1:
-            problems.append("top_p must be in (0, 1]")
-        if not 0 <= self.min_p < 1:
-            problems.append("min_p must be in [0, 1)")
-        if self.repetition_penalty <= 0:
-            problems.append("repetition_penalty must be > 0")
-        if self.max_tokens <= 0:
-            problems.append("max_tokens must be > 0")
-        if self.name_boost < 0:
-            problems.append("name_boost must be >= 0")
-        if problems:
-            raise SagaError("; ".join(problems))
 
 
 @dataclass

@@ -26,7 +26,6 @@ from tui.app import GrainApp
 from tui.highlight import MATCH_STYLE
 from tui.inline import InlineStoryApp
 from tui.library import SavedStory, StoryLibrary
-from tui.models import model_fingerprint
 from tui.paths import library_file
 from tui.screens.branch import BranchDialog
 from tui.screens.help import HelpScreen
@@ -34,6 +33,7 @@ from tui.screens.library import LibraryScreen
 from tui.screens.prompt import PromptDialog
 from tui.screens.story import StoryScreen
 from tui.screens.versions import VersionsDialog
+from tui.session import StoryJob, model_fingerprint
 from tui.speech import NO_ENGINE
 from tui.themes import BEDTIME_THEME
 from tui.widgets.generation_status import GenerationStatus
@@ -409,19 +409,20 @@ async def test_inline_story_streams_then_returns_its_text(tiny_run: Path,
                                                          tmp_path: Path) -> None:
     request = StoryRequest.create(characters="Zara")
     options = SamplingOptions(max_tokens=30, seed=9)
-    app = InlineStoryApp(request, options, tiny_run)
+    app = InlineStoryApp(StoryJob(request, options, tiny_run, "tiny"))
     async with app.run_test(size=(80, 10)) as pilot:
         await wait_for(pilot, lambda: app.return_value is not None, what="story written")
     model, tokenizer = load_model(tiny_run)
     assert app.return_value == tell_story(model, tokenizer, request, options)
     assert app.error is None
 
-    stopped = InlineStoryApp(request, SamplingOptions(max_tokens=2000), tiny_run)
+    stopped = InlineStoryApp(StoryJob(request, SamplingOptions(max_tokens=2000), tiny_run,
+                                      "tiny"))
     async with stopped.run_test(size=(80, 10)) as pilot:
         await pilot.press("escape")  # before (or while) it writes: what was written is kept
     assert stopped.return_value is not None and stopped.error is None
 
-    broken = InlineStoryApp(request, options, tmp_path)  # no model there
+    broken = InlineStoryApp(StoryJob(request, options, tmp_path, "none"))  # no model there
     async with broken.run_test(size=(80, 10)) as pilot:
         await wait_for(pilot, lambda: broken.return_value is not None, what="error")
     assert broken.error is not None and "model" in broken.error

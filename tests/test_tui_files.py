@@ -3,7 +3,6 @@ metrics following, runs, models, speech, clipboard, keymap, bedtime pacing, comm
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sqlite3
@@ -16,14 +15,12 @@ from pathlib import Path
 import pytest
 from tui_helpers import AppHome
 
-from saga_model import SagaError, SamplingOptions
 from saga_model.paths import shipped_model
 from tui.app import GrainApp
 from tui.cli import main as cli_main
 from tui.clipboard import copy_message, plan_copy
 from tui.export import export_story, render, safe_file_stem
 from tui.highlight import MARK_END, MARK_START, MATCH_STYLE, marked_content
-from tui.jobs import options_from_saved
 from tui.keymap import check_keymap, valid_key
 from tui.library import (
     MIGRATIONS,
@@ -37,10 +34,11 @@ from tui.library import (
     suggest_title,
 )
 from tui.metrics import MetricsFollower, RunProgress
-from tui.models import ModelCache, discover_models, pick_model
+from tui.models import discover_models, pick_model
 from tui.prefs import Preferences, load_preferences, save_preferences
 from tui.reveal import WordReveal
 from tui.runs import RunError, TrainingRun, parse_extra_flags, trainer_alive, validate_run_name
+from tui.session import job_from_saved
 from tui.speech import (
     SentenceSplitter,
     Speaker,
@@ -200,7 +198,7 @@ def test_a_version_1_library_is_upgraded_without_losing_stories(tmp_path: Path) 
     assert old.seed == 42 and old.sampling["max_tokens"] == 60 and old.parent_id is None
     assert broken.seed is None and broken.sampling == {}
     assert titles(library.search("kite")) == ["Old kite"]  # indexed during the upgrade
-    options = options_from_saved(old.sampling)  # told again as it was written then
+    options = job_from_saved(old, tmp_path, "seed").options  # told again as written then
     assert (options.seed, options.max_tokens, options.name_boost) == (42, 60, 0.0)
     library.close()
     conn = sqlite3.connect(path)
@@ -418,16 +416,6 @@ def test_the_shipped_model_comes_first_and_is_chosen_by_default(app_home: AppHom
     assert pick_model(choices, str(app_home.runs / "mine"))[1] == app_home.runs / "mine"
 
 
-def test_model_cache_loads_once_and_reports_errors(tiny_run: Path, tmp_path: Path) -> None:
-    cache = ModelCache()
-    first = cache.get(tiny_run)
-    assert cache.get(tiny_run) is first
-    (tmp_path / "model.safetensors").write_bytes(b"garbage")
-    (tmp_path / "config.json").write_text(json.dumps({}))
-    with pytest.raises(SagaError):
-        cache.get(tmp_path)
-
-
 # -- speech -----------------------------------------------------------------------------------
 
 def test_sentences_are_cut_as_the_text_streams_in() -> None:
@@ -572,15 +560,6 @@ def test_export_html_escapes_everything(tmp_path: Path) -> None:
     assert "<title>&lt;Zoë&gt; &amp; the owl</title>" in html
     assert "<p>One &lt;b&gt;night&lt;/b&gt;.<br>\n&quot;Hoo!&quot;</p>\n<p>The end.</p>" in html
     assert "<b>" not in html
-
-
-def test_saved_options_reproduce_and_damaged_ones_are_refused() -> None:
-    options = SamplingOptions(temperature=0.5, top_k=7, name_boost=1.5, seed=3)
-    assert options_from_saved({**dataclasses.asdict(options), "future_option": 1}) == options
-    with pytest.raises(SagaError, match="must be"):
-        options_from_saved({"top_p": 7})
-    with pytest.raises(SagaError, match="damaged"):
-        options_from_saved({"temperature": "hot"})
 
 
 # -- grain-tui command line -------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """``grain-tui``: the full-screen storyteller (Story, Training and Library screens).
 
-The app holds what the screens share: preferences, the library, the model cache, reading
+The app holds what the screens share: preferences, the library, the story session, reading
 aloud, copying, exporting, bedtime mode and the user's keymap.
 """
 
@@ -28,7 +28,6 @@ from .commands import app_commands
 from .export import export_story, fresh_path
 from .keymap import check_keymap
 from .library import SavedStory, StoryLibrary
-from .models import ModelCache
 from .prefs import DARK_THEME, LIGHT_THEME, load_preferences, save_preferences
 from .runs import list_runs
 from .screens.branch import BranchDialog
@@ -41,12 +40,13 @@ from .screens.story import StoryScreen
 from .screens.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
 from .screens.training import TrainingScreen
 from .screens.versions import VersionsDialog
+from .session import StorySession
 from .speech import NO_ENGINE, Speaker, export_audio, find_engine, split_sentences
 from .themes import BEDTIME_THEME
 
 
 class GrainApp(App[None]):
-    """The app: three screens (modes), shared preferences, library and model cache."""
+    """The app: three screens (modes), shared preferences, library and story session."""
 
     TITLE = "Grain de Saga"
     CSS_PATH: ClassVar[list[str]] = ["app.tcss", "widgets/widgets.tcss"]
@@ -71,11 +71,16 @@ class GrainApp(App[None]):
         Binding("ctrl+t", "toggle_theme", "Theme", tooltip="Switch between dark and light",
                 show=False, priority=True, id="toggle-theme"),
     ]
-    #: The bindings of each screen and dialog, for the keymap check and the help screen.
-    SCREEN_BINDINGS: ClassVar[dict[str, list[BindingType]]] = {
+    #: The main screens' bindings, for the help screen (and with the dialogs' below, for the
+    #: keymap check).
+    MAIN_SCREEN_BINDINGS: ClassVar[dict[str, list[BindingType]]] = {
         "Story screen": StoryScreen.BINDINGS,
         "Training screen": TrainingScreen.BINDINGS,
         "Library screen": LibraryScreen.BINDINGS,
+    }
+    #: The bindings of each screen and dialog, for the keymap check.
+    SCREEN_BINDINGS: ClassVar[dict[str, list[BindingType]]] = {
+        **MAIN_SCREEN_BINDINGS,
         "help": HelpScreen.BINDINGS,
         "question": ConfirmDialog.BINDINGS,
         "prompt": PromptDialog.BINDINGS,
@@ -97,7 +102,7 @@ class GrainApp(App[None]):
         loaded = load_preferences(paths.prefs_file())
         self.prefs = loaded.prefs
         self._prefs_warning = loaded.warning
-        self.models = ModelCache()
+        self.session = StorySession()
         self.library = StoryLibrary(paths.library_file())
         self.keymap, self._keymap_problems = check_keymap(
             self.prefs.keymap, self.SCREEN_BINDINGS, self.BINDINGS)
@@ -127,9 +132,10 @@ class GrainApp(App[None]):
             self._speaker.close()
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
-               timeout: float | None = None, markup: bool = True) -> None:
-        """Notifications quote paths, titles and errors: never read them as markup."""
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Notifications quote paths, titles and errors: they are plain text unless
+        ``markup`` is asked for."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def on_grain_app_notice(self, message: Notice) -> None:
         """Show a message posted from a background thread."""
@@ -337,7 +343,8 @@ class GrainApp(App[None]):
     def action_help(self) -> None:
         """Show the help screen (once)."""
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.BINDINGS, self.keymap))
+            self.push_screen(HelpScreen([("Everywhere", self.BINDINGS),
+                                         *self.MAIN_SCREEN_BINDINGS.items()], self.keymap))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """Textual's own commands plus the app's (see :mod:`tui.commands`)."""
@@ -374,8 +381,12 @@ class GrainApp(App[None]):
 
 
 def run() -> None:
-    """Console-script entry point of ``grain-tui`` (see :mod:`tui.cli` for its options)."""
+    """Console-script entry point of ``grain-tui``: its options (:mod:`tui.cli`), and without
+    any, the app."""
     from .cli import main
 
-    raise SystemExit(main(sys.argv[1:]))
+    status = main(sys.argv[1:])
+    if status is None:
+        GrainApp().run()
+    raise SystemExit(status or 0)
 

@@ -1,5 +1,6 @@
-"""The ``grain-tui`` command: the full-screen app, ``--inline`` (one story under the shell
-prompt) or ``--print-paths`` (where everything lives).
+"""The ``grain-tui`` command's options: ``--inline`` (one story under the shell prompt) and
+``--print-paths`` (where everything lives); without options :func:`tui.app.run` opens the
+full-screen app.
 
 Only ``--inline`` loads the model package's heavy parts; ``--print-paths`` starts no UI.
 """
@@ -7,7 +8,6 @@ Only ``--inline`` loads the model package's heavy parts; ``--print-paths`` start
 from __future__ import annotations
 
 import argparse
-import random
 import shutil
 import sys
 import textwrap
@@ -18,9 +18,8 @@ from typing import TextIO
 from saga_model import GENRES, THEMES, TONES, SagaError
 
 from . import paths
-from .jobs import MAX_SEED
 from .models import discover_models, holds_model, pick_model
-from .prefs import StorySettings, load_preferences
+from .prefs import load_preferences
 
 _STORY_FLAGS = ("theme", "tone", "genre", "characters", "opening", "temperature", "top_p",
                 "max_tokens", "seed", "model")
@@ -41,10 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     story.add_argument("--genre", help=f"one of: {', '.join(GENRES)}")
     story.add_argument("--characters", help='names, comma-separated, e.g. "Zara, Milo"')
     story.add_argument("--opening", help="the first words of the story")
-    defaults = StorySettings()
-    story.add_argument("--temperature", type=float, default=defaults.temperature)
-    story.add_argument("--top_p", type=float, default=defaults.top_p)
-    story.add_argument("--max_tokens", type=int, default=defaults.max_tokens)
+    story.add_argument("--temperature", type=float)  # left out: saga_model's defaults
+    story.add_argument("--top_p", type=float)
+    story.add_argument("--max_tokens", type=int)
     story.add_argument("--seed", type=int, help="the same seed and settings give the same story")
     story.add_argument("--model", type=Path, help="a model folder or training run (default: "
                        "the model chosen in the app, else the shipped one)")
@@ -67,16 +65,14 @@ def print_paths(out: TextIO) -> None:
 
 def run_inline(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Write one story in an inline app, then print it (errors as the command's errors)."""
-    import saga_model
-
     from .inline import InlineStoryApp
+    from .session import StoryJob, new_story
 
     try:
-        request = saga_model.StoryRequest.create(args.theme, args.tone, args.genre,
-                                                 args.characters, args.opening)
-        seed = args.seed if args.seed is not None else random.randint(0, MAX_SEED)
-        options = saga_model.SamplingOptions(temperature=args.temperature, top_p=args.top_p,
-                                             max_tokens=args.max_tokens, seed=seed)
+        request, options = new_story(args.theme, args.tone, args.genre, args.characters,
+                                     args.opening, seed=args.seed,
+                                     temperature=args.temperature, top_p=args.top_p,
+                                     max_tokens=args.max_tokens)
     except SagaError as exc:
         parser.error(str(exc))
     if args.model is not None:
@@ -88,13 +84,13 @@ def run_inline(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         model = pick_model(discover_models(paths.runs_dir()), preferred)[1]
         if model is None:
             parser.error("there is no model yet: train one in grain-tui (F3) or pass --model")
-    app = InlineStoryApp(request, options, model)
+    app = InlineStoryApp(StoryJob(request, options, model, model.name))
     text = app.run(inline=True) or ""
     if app.error:
         print(f"grain-tui: error: {app.error}", file=sys.stderr)
         return 1
     print(_for_terminal(text.strip()) if sys.stdout.isatty() else text.strip())
-    print(f"(seed {seed}: --seed {seed} tells it again)", file=sys.stderr)
+    print(f"(seed {options.seed}: --seed {options.seed} tells it again)", file=sys.stderr)
     return 0
 
 
@@ -105,8 +101,9 @@ def _for_terminal(text: str) -> str:
                      for line in text.splitlines())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``grain-tui`` with ``argv``; returns the exit status."""
+def main(argv: Sequence[str] | None = None) -> int | None:
+    """Carry out ``grain-tui``'s options in ``argv``; returns the exit status, or ``None`` when
+    there are none and the full-screen app should open (:func:`tui.app.run` opens it)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.print_paths:
@@ -118,7 +115,4 @@ def main(argv: Sequence[str] | None = None) -> int:
              if getattr(args, name) != parser.get_default(name)]
     if given:
         parser.error(f"{', '.join(given)} need --inline (the app has its own form)")
-    from .app import GrainApp
-
-    GrainApp().run()
-    return 0
+    return None

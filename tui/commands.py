@@ -3,19 +3,46 @@ settings that have no key (reading speed, voice)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-if TYPE_CHECKING:
-    from .app import GrainApp
+from .services import GrainServices
 
 
-def app_commands(app: GrainApp, screen: Screen[object]) -> Iterator[SystemCommand]:
+class PaletteHost(GrainServices, Protocol):
+    """What the palette's entries call on the app, beyond the screens' services."""
+
+    def show_mode(self, mode: str) -> None:
+        """Switch to a main screen."""
+
+    def action_help(self) -> None:
+        """Show the help screen."""
+
+    def action_toggle_theme(self) -> None:
+        """Switch between the dark and the light theme."""
+
+    def action_bedtime(self) -> None:
+        """Switch bedtime mode on or off."""
+
+    def ask_number(self, title: str, value: int, store: Callable[[str | None], None]) -> None:
+        """Ask for a number and hand the answer to ``store``."""
+
+    def set_reading_speed(self, text: str | None) -> None:
+        """Bedtime reading speed typed by the user."""
+
+    def set_speech_rate(self, text: str | None) -> None:
+        """Read-aloud speed typed by the user."""
+
+    def ask_voice(self) -> None:
+        """Ask for the read-aloud voice."""
+
+
+def app_commands(app: PaletteHost, screen: Screen[object]) -> Iterator[SystemCommand]:
     """Screen switching, help and theme, then the actions of ``screen``'s key bindings."""
     yield SystemCommand("Story screen", f"Write stories ({app.key_for('show-story')})",
                         partial(app.show_mode, "story"))

@@ -7,9 +7,7 @@ the command prints the whole story to standard output, where it stays in the scr
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -17,16 +15,11 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.worker import get_current_worker
 
-import saga_model
 from saga_model import SagaError
 
-from .models import ModelCache
-from .threads import run_in_fresh_thread
+from .session import StoryJob, StorySession, StoryUpdate
 from .widgets.generation_status import GenerationStatus
 from .widgets.story_view import StoryView
-
-if TYPE_CHECKING:
-    from saga_model import SamplingOptions, StoryPiece, StoryRequest
 
 
 class InlineStoryApp(App[str]):
@@ -48,9 +41,9 @@ class InlineStoryApp(App[str]):
     class Piece(Message):
         """A piece of the story from the worker."""
 
-        def __init__(self, piece: StoryPiece) -> None:
+        def __init__(self, update: StoryUpdate) -> None:
             super().__init__()
-            self.piece = piece
+            self.update = update
 
     class Failed(Message):
         """The worker could not load the model or generate."""
@@ -59,11 +52,9 @@ class InlineStoryApp(App[str]):
             super().__init__()
             self.error = error
 
-    def __init__(self, request: StoryRequest, options: SamplingOptions, model: Path) -> None:
+    def __init__(self, job: StoryJob) -> None:
         super().__init__()
-        self.request = request
-        self.options = options
-        self.model = model
+        self.job = job
         self.error: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -73,31 +64,26 @@ class InlineStoryApp(App[str]):
 
     def on_mount(self) -> None:
         """Start writing."""
-        self.query_one(GenerationStatus).show(f"loading {self.model.name}…")
-        self._generate()
+        self.query_one(GenerationStatus).show(f"loading {self.job.model_label}…")
+        self._write()
 
     @work(thread=True, exit_on_error=False)
-    def _generate(self) -> None:
+    def _write(self) -> None:
+        """Have a story session write the story; each piece comes to the UI as a message."""
         worker = get_current_worker()
-        run_in_fresh_thread(lambda: self._write(lambda: worker.is_cancelled))
-
-    def _write(self, cancelled: Callable[[], bool]) -> None:
         try:
-            model, tokenizer = ModelCache().get(self.model)
-            for piece in saga_model.stream_story(model, tokenizer, self.request, self.options):
-                if cancelled():
-                    return
-                self.post_message(self.Piece(piece))
+            StorySession().tell(self.job, lambda update: self.post_message(self.Piece(update)),
+                                lambda: worker.is_cancelled)
         except SagaError as exc:
             self.post_message(self.Failed(str(exc)))
 
     def on_inline_story_app_piece(self, message: Piece) -> None:
         """Show the piece; the last one ends the app."""
-        piece = message.piece
+        piece = message.update
         view = self.query_one(StoryView)
         view.append(piece.text)
         state = "writing" if piece.finish_reason is None else "done"
-        self.query_one(GenerationStatus).show(f"{state} · seed {self.options.seed} · escape "
+        self.query_one(GenerationStatus).show(f"{state} · seed {self.job.options.seed} · escape "
                                               "stops", piece.n_tokens, piece.tokens_per_sec)
         if piece.finish_reason is not None:
             self.exit(view.text)

@@ -1,15 +1,13 @@
-"""Finding story models (the shipped one and those of training runs) and loading them once."""
+"""Finding story models: the shipped one and those of training runs (loading them is the
+story session's job, :mod:`tui.session`)."""
 
 from __future__ import annotations
 
-import hashlib
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import saga_model
-from saga_model import BEST_DIR, WEIGHTS_FILE, SagaError
+from saga_model import BEST_DIR, WEIGHTS_FILE
 
 
 @dataclass(frozen=True)
@@ -54,73 +52,6 @@ def model_label(path: Path, choices: list[ModelChoice]) -> str:
         if choice.path == path:
             return choice.label
     return path.name
-
-
-def _weights(path: Path) -> Path:
-    """The weights file of a model folder (or the file itself)."""
-    return path / WEIGHTS_FILE if path.is_dir() else path
-
-
-def model_fingerprint(path: Path) -> str:
-    """A short id of a model's weights (SHA-256), the same wherever the folder is copied;
-    ``""`` if the file cannot be read."""
-    digest = hashlib.sha256()
-    try:
-        with open(_weights(path), "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-    except OSError:
-        return ""
-    return f"sha256:{digest.hexdigest()[:16]}"
-
-
-class ModelCache:
-    """Keeps the last loaded model and the fingerprints of models seen; safe to call from
-    worker threads (use :func:`tui.threads.run_in_fresh_thread` for anything that touches MLX).
-
-    A model folder that changed on disk since it was loaded (a run's ``best/`` during training)
-    is loaded again.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key: tuple[str, int] | None = None
-        self._loaded: tuple[Any, Any] | None = None
-        self._fingerprints: dict[tuple[str, int], str] = {}
-
-    @staticmethod
-    def _key_for(path: Path) -> tuple[str, int]:
-        try:
-            stamp = _weights(path).stat().st_mtime_ns
-        except OSError:
-            stamp = 0
-        return str(path), stamp
-
-    def fingerprint(self, path: Path) -> str:
-        """:func:`model_fingerprint` of ``path``, computed once per version of the file."""
-        key = self._key_for(path)
-        with self._lock:
-            known = self._fingerprints.get(key)
-        if known is None:
-            known = model_fingerprint(path)
-            with self._lock:
-                self._fingerprints[key] = known
-        return known
-
-    def get(self, path: Path) -> tuple[Any, Any]:
-        """``(model, tokenizer)`` for ``path``; raises :class:`SagaError` if it cannot load."""
-        key = self._key_for(path)
-        with self._lock:
-            if self._key != key or self._loaded is None:
-                self._loaded = None
-                try:
-                    self._loaded = saga_model.load_model(path)
-                except SagaError:
-                    raise
-                except Exception as exc:  # an unreadable file: permissions, I/O errors, ...
-                    raise SagaError(f"cannot load the model in {path}: {exc}") from None
-                self._key = key
-            return self._loaded
 
 
 def pick_model(choices: list[ModelChoice], preferred: str) -> tuple[list[ModelChoice], Path | None]:

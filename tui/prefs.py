@@ -17,8 +17,9 @@ from typing import Any
 
 import tomli_w
 
-from saga_model import atomic_write_text
+from saga_model import SamplingOptions, atomic_write_text
 
+_SAMPLING = SamplingOptions()  # the model package's defaults, the only ones
 DARK_THEME = "textual-dark"
 LIGHT_THEME = "textual-light"
 
@@ -37,9 +38,9 @@ class StorySettings:
     genre: str = ""
     characters: str = ""
     opening: str = ""
-    temperature: float = 0.8
-    top_p: float = 0.95
-    max_tokens: int = 400
+    temperature: float = _SAMPLING.temperature
+    top_p: float = _SAMPLING.top_p
+    max_tokens: int = _SAMPLING.max_tokens
     seed: int | None = None
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..checkpoint import load_model
 from ..errors import SagaError
-from ..generate import SamplingOptions, StoryRequest, stream_story
+from ..generate import stream_story
 from ..labels import GENRES, THEMES, TONES
 from ..paths import default_model_dir
+from ..story_input import SamplingOptions, story_request
 from .common import ArgumentParser, run_command, version_text
 
 PROG = "grain-generate"
@@ -56,15 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.num_stories < 1:
         raise SagaError("--num_stories must be at least 1")
-    request = StoryRequest.create(args.theme, args.tone, args.genre, args.characters,
-                                  args.opening)
+    request, first = story_request(
+        args.theme, args.tone, args.genre, args.characters, args.opening,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty, max_tokens=args.max_tokens, seed=args.seed,
+        name_boost=args.name_boost)
     model, tokenizer = load_model(args.model_path or default_model_dir(), args.tokenizer_path)
     for index in range(args.num_stories):
-        seed = None if args.seed is None else args.seed + index
-        options = SamplingOptions(
-            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-            repetition_penalty=args.repetition_penalty, max_tokens=args.max_tokens, seed=seed,
-            name_boost=args.name_boost)
+        options = first if args.seed is None else replace(first, seed=args.seed + index)
         if index:
             print("\n")
         last = None

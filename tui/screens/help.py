@@ -1,5 +1,5 @@
-"""The help screen: every key binding (read from the screens themselves, the user's keymap
-applied), the binding ids to use in ``[keymap]``, and file locations."""
+"""The help screen: every key binding (the app hands over its own and its screens', the
+user's keymap applied), the binding ids to use in ``[keymap]``, and file locations."""
 
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ from textual.widgets import Static
 
 from ..paths import exports_dir, library_file, prefs_file, runs_dir
 from ..speech import find_engine
-from .library import LibraryScreen
-from .story import StoryScreen
-from .training import TrainingScreen
 
 GENERAL = (
     ("tab / shift+tab", "Move to the next / previous field"),
@@ -39,20 +36,21 @@ def binding_rows(bindings: list[BindingType],
 
 
 class HelpScreen(ModalScreen[None]):
-    """Lists the keys of every screen, then where the app keeps its files."""
+    """Lists the keys of every screen, then where the app keeps its files.
+
+    ``sections`` are ``(title, bindings)`` pairs: the app's keys first, then each screen's.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,f1,q", "close", "Close", id="close-help"),
     ]
 
-    def __init__(self, app_bindings: list[BindingType], keymap: dict[str, str]) -> None:
+    def __init__(self, sections: list[tuple[str, list[BindingType]]],
+                 keymap: dict[str, str]) -> None:
         super().__init__()
-        self.sections = [
-            ("Everywhere", [*GENERAL, *binding_rows(app_bindings, keymap)]),
-            ("Story screen", binding_rows(StoryScreen.BINDINGS, keymap)),
-            ("Training screen", binding_rows(TrainingScreen.BINDINGS, keymap)),
-            ("Library screen", binding_rows(LibraryScreen.BINDINGS, keymap)),
-        ]
+        (first, app_bindings), *screens = sections
+        self.sections = [(first, [*GENERAL, *binding_rows(app_bindings, keymap)]),
+                         *((title, binding_rows(bindings, keymap)) for title, bindings in screens)]
 
     def compose(self) -> ComposeResult:
         """A two-column table per section, then the file locations and the speech engine."""

@@ -8,12 +8,9 @@ the text out at reading speed instead of as fast as the model writes.
 
 from __future__ import annotations
 
-import random
-import re
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -25,17 +22,23 @@ from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Select
 from textual.worker import Worker, WorkerState, get_current_worker
 
-import saga_model
 from saga_model import SagaError
 
-from ..jobs import MAX_SEED, StoryJob, options_from_saved, request_from_saved, saved_story
 from ..library import LibraryError, SavedStory, suggest_title
-from ..models import ModelChoice, discover_models, holds_model, model_label, pick_model
+from ..models import ModelChoice, discover_models, model_label, pick_model
 from ..paths import exports_dir, runs_dir
-from ..prefs import StorySettings
 from ..reveal import WordReveal
+from ..session import (
+    StoryJob,
+    StoryUpdate,
+    branch,
+    continuation,
+    draw_seed,
+    job_from_saved,
+    saved_story,
+    story_from_settings,
+)
 from ..speech import NO_ENGINE, SentenceSplitter
-from ..threads import run_in_fresh_thread
 from ..widgets.generation_status import GenerationStatus
 from ..widgets.nav_bar import NavBar
 from ..widgets.story_settings import FormError, StorySettingsForm
@@ -44,11 +47,6 @@ from .base import GrainScreen
 from .branch import BranchDialog
 from .export import ExportChoice, ExportDialog
 from .prompt import PromptDialog
-
-if TYPE_CHECKING:
-    from saga_model import SamplingOptions, StoryPiece
-
-_VERSION_SUFFIX = re.compile(r" \((continued|new version)\)$")
 
 
 class StoryScreen(GrainScreen):
@@ -86,13 +84,12 @@ class StoryScreen(GrainScreen):
     ]
 
     class Piece(Message):
-        """A piece of text from the generation worker (and the fingerprint of its model)."""
+        """A piece of the story from the writing worker."""
 
-        def __init__(self, run_id: int, piece: StoryPiece, model_id: str) -> None:
+        def __init__(self, run_id: int, update: StoryUpdate) -> None:
             super().__init__()
             self.run_id = run_id
-            self.piece = piece
-            self.model_id = model_id
+            self.update = update
 
     class Failed(Message):
         """The worker could not load the model or generate."""
@@ -112,11 +109,11 @@ class StoryScreen(GrainScreen):
     def __init__(self) -> None:
         super().__init__()
         self._run_id = 0
-        self._generating = False  # writing, or (bedtime) still letting the text out
+        self._telling = False  # the story is still coming: being written or (bedtime) let out
         self._job: StoryJob | None = None
         self._choices: list[ModelChoice] = []
-        self._last_piece: StoryPiece | None = None
-        self._written: StoryPiece | None = None  # the model finished with this piece
+        self._last_piece: StoryUpdate | None = None
+        self._written: StoryUpdate | None = None  # the model finished with this piece
         self._model_id = ""
         self._saved: SavedStory | None = None  # the library story on screen, if it is one
         self._reveal: WordReveal | None = None
@@ -205,7 +202,7 @@ class StoryScreen(GrainScreen):
         """Show the no-model hint, or start loading the chosen model."""
         path = self.form.model_path()
         self.query_one("#train-button", Button).display = path is None
-        if self._generating:
+        if self._telling:
             return
         if path is None:
             self._ready_shown = False
@@ -227,13 +224,12 @@ class StoryScreen(GrainScreen):
 
     @work(thread=True, exclusive=True, group="story", exit_on_error=False)
     def _preload(self, run_id: int, path: Path) -> None:
-        """Load a model so that the first story starts at once."""
+        """Load a model (and its fingerprint) so that the first story starts at once."""
         try:
-            run_in_fresh_thread(lambda: self.grain.models.get(path))
+            self.grain.session.preload(path)
         except SagaError as exc:
-            self.post_message(self.Failed(run_id, f"Could not load the model: {exc}"))
+            self.post_message(self.Failed(run_id, str(exc)))
             return
-        self.grain.models.fingerprint(path)  # ready for when the story is saved
         self.post_message(self.ModelReady(run_id))
 
     @on(Select.Changed, "#model")
@@ -267,20 +263,6 @@ class StoryScreen(GrainScreen):
                                           placeholder="~/path/to/run-or-model"),
                              self.use_model_folder)
 
-    def _model_for(self, story: SavedStory) -> tuple[Path | None, bool]:
-        """The model to tell a saved story with, and whether it is the one that wrote it
-        (found by its fingerprint, wherever it is now); else the picker's model."""
-        models = self.grain.models
-        if story.model_path and holds_model(Path(story.model_path)):
-            stored = Path(story.model_path)
-            if not story.model_id or models.fingerprint(stored) == story.model_id:
-                return stored, True
-        if story.model_id:
-            for choice in self._choices:
-                if models.fingerprint(choice.path) == story.model_id:
-                    return choice.path, True
-        return self.form.model_path(), False
-
     # -- generation --------------------------------------------------------------------------
 
     def _job_from_form(self) -> StoryJob | None:
@@ -299,23 +281,11 @@ class StoryScreen(GrainScreen):
                         f"{self.key('show-training')} to train one.", severity="warning")
             return None
         try:
-            request = saga_model.StoryRequest.create(
-                theme=settings.theme or None, tone=settings.tone or None,
-                genre=settings.genre or None, characters=settings.characters,
-                opening=settings.opening)
-            options = self._options(settings)
+            request, options = story_from_settings(settings)
         except SagaError as exc:
             self.notify(str(exc), severity="error")
             return None
         return StoryJob(request, options, path, model_label(path, self._choices))
-
-    @staticmethod
-    def _options(settings: StorySettings) -> SamplingOptions:
-        """Sampling options; a random seed is drawn here so every story can be reproduced."""
-        seed = settings.seed if settings.seed is not None else random.randint(0, MAX_SEED)
-        return saga_model.SamplingOptions(temperature=settings.temperature,
-                                          top_p=settings.top_p,
-                                          max_tokens=settings.max_tokens, seed=seed)
 
     def action_generate(self) -> None:
         """Write a new story with the form's settings (cancelling one being written)."""
@@ -328,7 +298,7 @@ class StoryScreen(GrainScreen):
         if self._job is None:
             self.action_generate()
             return
-        options = replace(self._job.options, seed=random.randint(0, MAX_SEED))
+        options = replace(self._job.options, seed=draw_seed())
         self._start(replace(self._job, options=options))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -340,37 +310,22 @@ class StoryScreen(GrainScreen):
         """Tell a library story ``again`` (its model, settings and seed: the same story), or
         write a new version of it: ``continue`` from its end, or ``branch`` after the
         sentence that ends at ``end``."""
-        path, same_model = self._model_for(story)
+        path, same_model = self.grain.session.model_for(story, self._choices,
+                                                        self.form.model_path())
         if path is None:
             self.notify("There is no model to tell it with.", severity="warning")
             return
+        label = model_label(path, self._choices)
         try:
-            options = options_from_saved(story.sampling)
+            job = job_from_saved(story, path, label, how, end)
         except SagaError as exc:
             self.notify(str(exc), severity="error")
             return
-        label = model_label(path, self._choices)
-        if how == "again":
-            if not same_model:
-                self.notify(f"The model that wrote “{story.title}” is gone or has changed: "
-                            f"telling it with {label}, so it will come out differently.",
-                            severity="warning", timeout=10)
-            if options.seed is None:
-                options = replace(options, seed=random.randint(0, MAX_SEED))
-            self._start(StoryJob(request_from_saved(story), options, path, label,
-                                 story.parent_id, story.title), saved=story)
-            return
-        opening = story.text.strip() if end is None else story.text[:end].strip()
-        self._start(self._version(StoryJob(request_from_saved(story), options, path, label),
-                                  opening, story.id, story.title, how))
-
-    def _version(self, job: StoryJob, opening: str, parent_id: int | None, title: str,
-                 how: str) -> StoryJob:
-        """A job writing on from ``opening`` with a new seed, linked to its parent story."""
-        name = "continued" if how == "continue" else "new version"
-        return replace(job, request=replace(job.request, opening=opening),
-                       options=replace(job.options, seed=random.randint(0, MAX_SEED)),
-                       parent_id=parent_id, title=f"{_VERSION_SUFFIX.sub('', title)} ({name})")
+        if how == "again" and not same_model:
+            self.notify(f"The model that wrote “{story.title}” is gone or has changed: "
+                        f"telling it with {label}, so it will come out differently.",
+                        severity="warning", timeout=10)
+        self._start(job, saved=story if how == "again" else None)
 
     def _start(self, job: StoryJob, saved: SavedStory | None = None) -> None:
         self._run_id += 1
@@ -385,31 +340,21 @@ class StoryScreen(GrainScreen):
                 60 / self.grain.prefs.bedtime.words_per_minute, self._reveal_tick)
         self.grain.stop_speaking()
         self._sentences = self._reader()
-        self._set_generating(True)
+        self._set_telling(True)
         self.view.clear()
         self.status.show("writing", 0)
         self._show_subtitle()
-        self._generate(self._run_id, job)
+        self._write(self._run_id, job)
 
     @work(thread=True, exclusive=True, group="story", exit_on_error=False)
-    def _generate(self, run_id: int, job: StoryJob) -> None:
-        """Stream the story in a thread; each piece goes to the UI as a message."""
+    def _write(self, run_id: int, job: StoryJob) -> None:
+        """Have the session write the story; each piece goes to the UI as a message (a
+        cancelled worker stops the session at the next piece)."""
         worker = get_current_worker()
-        run_in_fresh_thread(lambda: self._write(run_id, job, lambda: worker.is_cancelled))
-
-    def _write(self, run_id: int, job: StoryJob, cancelled: Callable[[], bool]) -> None:
-        """Load the model (if needed) and post the story piece by piece until cancelled."""
         try:
-            model, tokenizer = self.grain.models.get(job.model_path)
-        except SagaError as exc:
-            self.post_message(self.Failed(run_id, f"Could not load the model: {exc}"))
-            return
-        model_id = self.grain.models.fingerprint(job.model_path)
-        try:
-            for piece in saga_model.stream_story(model, tokenizer, job.request, job.options):
-                if cancelled():
-                    return
-                self.post_message(self.Piece(run_id, piece, model_id))
+            self.grain.session.tell(job, lambda update: self.post_message(self.Piece(run_id,
+                                                                                     update)),
+                                    lambda: worker.is_cancelled)
         except SagaError as exc:
             self.post_message(self.Failed(run_id, str(exc)))
 
@@ -418,8 +363,8 @@ class StoryScreen(GrainScreen):
         dropped)."""
         if message.run_id != self._run_id or self._job is None:
             return
-        piece = self._last_piece = message.piece
-        self._model_id = message.model_id
+        piece = self._last_piece = message.update
+        self._model_id = piece.model_id
         if self._reveal is not None:
             self._reveal.push(piece.text)
         else:
@@ -461,7 +406,7 @@ class StoryScreen(GrainScreen):
         """The whole story is on screen."""
         piece = self._written
         self._stop_reveal()
-        self._set_generating(False)
+        self._set_telling(False)
         if self._sentences is not None:
             self.grain.speak(self._sentences.flush())
         if piece is not None:
@@ -473,7 +418,7 @@ class StoryScreen(GrainScreen):
         if message.run_id != self._run_id:
             return
         self._stop_reveal()
-        self._set_generating(False)
+        self._set_telling(False)
         self.status.show("error")
         if not self.view.text:  # a story already on screen stays there
             self._ready_shown = False
@@ -492,27 +437,27 @@ class StoryScreen(GrainScreen):
         """Stop the story being written (what was written stays) and the reading aloud."""
         self._sentences = None
         self.grain.stop_speaking()
-        if not self._generating:
+        if not self._telling:
             return
         self._run_id += 1
         self._stop_reveal()
-        self._set_generating(False)
+        self._set_telling(False)
         self.workers.cancel_group(self, "story")
         piece = self._last_piece
         self.status.show("stopped", piece.n_tokens if piece else 0,
                          piece.tokens_per_sec if piece else None)
 
-    def _set_generating(self, generating: bool) -> None:
+    def _set_telling(self, generating: bool) -> None:
         """Note whether a story is being written (and update which keys are active)."""
-        self._generating = generating
+        self._telling = generating
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys that would do nothing right now are shown dimmed in the footer."""
         if action == "stop":
-            return self._generating or self.grain.speaking or None
+            return self._telling or self.grain.speaking or None
         if action in ("save", "export", "copy", "continue", "branch"):
-            return (not self._generating and bool(self.view.text.strip())) or None
+            return (not self._telling and bool(self.view.text.strip())) or None
         return True
 
     # -- reading aloud -----------------------------------------------------------------------
@@ -545,7 +490,7 @@ class StoryScreen(GrainScreen):
             self._sentences = SentenceSplitter()
             self.grain.stop_speaking()
             self.grain.speak(self._sentences.feed(self.view.text))
-            if not self._generating:
+            if not self._telling:
                 self.grain.speak(self._sentences.flush())
             self.notify(f"Read aloud is on: stories are read sentence by sentence as they "
                         f"appear. {self.key('stop')} stops, {self.key('read-aloud')} switches "
@@ -578,7 +523,7 @@ class StoryScreen(GrainScreen):
 
     def _keepable(self) -> bool:
         """Whether there is a finished (or stopped) story to save, export, copy or grow."""
-        if self._generating:
+        if self._telling:
             self.notify(f"The story is still being written: wait for it or press "
                         f"{self.key('stop')}.", severity="warning")
             return False
@@ -625,7 +570,8 @@ class StoryScreen(GrainScreen):
     def action_continue(self) -> None:
         """Write what happens next: a new version that goes on from the end of this one."""
         if self._keepable() and self._job is not None:
-            self._start(self._grown(self._job, self.view.text.strip(), "continue"))
+            job = self._job
+            self._start(continuation(job, self.view.text, self._parent_id(job), self._title()))
 
     def action_branch(self) -> None:
         """Choose a sentence, then write a new version that goes on from there."""
@@ -633,17 +579,16 @@ class StoryScreen(GrainScreen):
             return
         job, text = self._job, self.view.text.strip()
 
-        def branch(end: int | None) -> None:
+        def branch_at(end: int | None) -> None:
             if end is not None:
-                self._start(self._grown(job, text[:end].strip(), "branch"))
+                self._start(branch(job, text, end, self._parent_id(job), self._title()))
 
-        self.app.push_screen(BranchDialog(self._title(), text), branch)
+        self.app.push_screen(BranchDialog(self._title(), text), branch_at)
 
-    def _grown(self, job: StoryJob, opening: str, how: str) -> StoryJob:
-        """A new version of the story on screen, written by ``job`` (linked to that story
-        once it is saved, else to the story it came from)."""
-        parent = self._saved.id if self._saved is not None else job.parent_id
-        return self._version(job, opening, parent, self._title(), how)
+    def _parent_id(self, job: StoryJob) -> int | None:
+        """The story a new version of the one on screen grows from: the one on screen once
+        it is saved, else the story it came from."""
+        return self._saved.id if self._saved is not None else job.parent_id
 
     @on(Button.Pressed, "#train-button")
     def _open_training(self) -> None:

@@ -1,0 +1,86 @@
+"""What a user asks for: the sampling options and the one builder every front end uses.
+
+``grain-generate``, the terminal app's form, ``grain-tui --inline`` and a saved story all
+turn user input into a :class:`~saga_model.StoryRequest` and :class:`SamplingOptions` through
+:func:`story_request`, so an empty choice, a name list or a missing value means the same
+everywhere, and the sampling defaults live only in :class:`SamplingOptions`.
+
+This module imports no MLX or NumPy (the request type is loaded when first built), so an
+interface can read the defaults without paying for the model's imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import SagaError
+
+if TYPE_CHECKING:
+    from .generate import StoryRequest
+
+
+@dataclass
+class SamplingOptions:
+    """How the next token is picked. ``temperature=0`` means greedy."""
+
+    temperature: float = 0.8
+    top_k: int = 0
+    top_p: float = 0.95
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    repetition_window: int = 64
+    max_tokens: int = 400
+    seed: int | None = None
+    name_boost: float = 5.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.temperature < 0:
+            problems.append("temperature must be >= 0")
+        if self.top_k < 0:
+            problems.append("top_k must be >= 0")
+        if not 0 < self.top_p <= 1:
+            problems.append("top_p must be in (0, 1]")
+        if not 0 <= self.min_p < 1:
+            problems.append("min_p must be in [0, 1)")
+        if self.repetition_penalty <= 0:
+            problems.append("repetition_penalty must be > 0")
+        if self.max_tokens <= 0:
+            problems.append("max_tokens must be > 0")
+        if self.name_boost < 0:
+            problems.append("name_boost must be >= 0")
+        if problems:
+            raise SagaError("; ".join(problems))
+
+
+SAMPLING_FIELDS = frozenset(field.name for field in dataclasses.fields(SamplingOptions))
+"""The names :func:`story_request` accepts as sampling options."""
+
+
+def story_request(theme: str | None = None, tone: str | None = None, genre: str | None = None,
+                  characters: str | Sequence[str] | None = None, opening: str | None = None,
+                  **sampling: float | int | None) -> tuple[StoryRequest, SamplingOptions]:
+    """The request and sampling options for a story, from user input.
+
+    ``None`` or an empty string means "any" for a theme, tone or genre (matched ignoring
+    case); ``characters`` is "Alice, Bob" or a sequence of names. ``sampling`` takes the fields
+    of :class:`SamplingOptions` by name; one left out or ``None`` keeps its default. Raises
+    :class:`SagaError` naming what is wrong (an unknown choice or option, a value out of range
+    or of the wrong type).
+    """
+    from .generate import StoryRequest
+
+    unknown = sorted(set(sampling) - SAMPLING_FIELDS)
+    if unknown:
+        raise SagaError(f"unknown sampling option(s): {', '.join(unknown)}")
+    given = {name: value for name, value in sampling.items() if value is not None}
+    request = StoryRequest.create(theme or None, tone or None, genre or None, characters,
+                                  opening)
+    try:
+        options = SamplingOptions(**given)  # type: ignore[arg-type]
+    except TypeError as exc:  # a comparison with a value of the wrong type
+        raise SagaError(f"invalid sampling options {given}: {exc}") from None
+    return request, options
