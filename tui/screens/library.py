@@ -22,7 +22,7 @@ from ..library import Filters, Found, LibraryError, SavedStory
 from ..paths import exports_dir
 from ..widgets.library_filters import LibraryFilters
 from ..widgets.nav_bar import NavBar
-from ..widgets.story_view import StoryView
+from ..widgets.story_view import StoryView, with_paragraph_space
 from .base import GrainScreen
 from .branch import BranchDialog
 from .confirm import ConfirmDialog
@@ -173,7 +173,8 @@ class LibraryScreen(GrainScreen):
         if hit.snippet:
             lines.append(marked_content(hit.snippet))
         meta.update(Content("\n").join(lines))
-        view.set_story(story.text, marked_content(hit.text) if hit.snippet else None)
+        view.set_story(story.text, marked_content(with_paragraph_space(hit.text)) if hit.snippet
+                       else None)
 
     def _lineage(self, story: SavedStory) -> str:
         """Where a story stands among its versions, e.g. ``↳ from “X” · 3 versions (v)``."""
