@@ -40,10 +40,25 @@ def model_weights(model: nn.Module) -> dict[str, mx.array]:
     return dict(tree_flatten(model.parameters()))
 
 
+def _write_safetensors(path: Path, arrays: dict[str, mx.array],
+                       metadata: dict[str, str] | None = None) -> None:
+    """``mx.save_safetensors`` with a clear error: MLX reports a failed write (a full disk, a
+    read-only folder) as a bare RuntimeError."""
+    try:
+        mx.save_safetensors(str(path), arrays, metadata=metadata or {})
+    except RuntimeError as exc:
+        needed = sum(array.nbytes for array in arrays.values())
+        partial = path.stat().st_size if path.exists() else 0
+        free = shutil.disk_usage(path.parent).free + partial
+        reason = (f"the disk is full ({free / 1e6:,.1f} MB free, {needed / 1e6:,.1f} MB needed)"
+                  if free < needed else str(exc))
+        raise SagaError(f"cannot write {path}: {reason}") from None
+
+
 def _save_safetensors(path: Path, arrays: dict[str, mx.array], metadata: dict[str, str]) -> None:
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.safetensors")
     try:
-        mx.save_safetensors(str(tmp), arrays, metadata=metadata)
+        _write_safetensors(tmp, arrays, metadata)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -98,7 +113,7 @@ def save_checkpoint(output_dir: str | Path, model: StoryModel, optimizer: optim.
     with atomic_directory(target) as tmp:
         save_model(tmp, model, tokenizer)
         optimizer_arrays = dict(tree_flatten(optimizer.state))
-        mx.save_safetensors(str(tmp / OPTIMIZER), optimizer_arrays)
+        _write_safetensors(tmp / OPTIMIZER, optimizer_arrays)
         (tmp / STATE).write_text(json.dumps({**state.to_dict(), "train_config": train_config},
                                             indent=2))
     return target
@@ -142,6 +157,8 @@ def load_arrays(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """Arrays and string metadata of a ``.safetensors`` or ``.npz`` file (never unpickles)."""
     if not path.is_file():
         raise SagaError(f"model file not found: {path}")
+    with open(path, "rb"):  # an unreadable file fails here with a plain "Permission denied"
+        pass
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as npz:
@@ -202,9 +219,9 @@ def load_model(model_path: str | Path,
         hint = "" if tokenizer_path else " (pass --tokenizer_path)"
         raise SagaError(f"tokenizer not found: {tokenizer_file}{hint}")
     tokenizer = StoryTokenizer.load(tokenizer_file)
-    if tokenizer.vocab_size > config.vocab_size:
+    if tokenizer.vocab_size != config.vocab_size:
         raise SagaError(f"tokenizer {tokenizer_file} has {tokenizer.vocab_size} tokens but the "
-                        f"model only {config.vocab_size}: they do not belong together")
+                        f"model {config.vocab_size}: they do not belong together")
     model = StoryModel(config)
     apply_weights(model, arrays, weights_file)
     model.eval()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +26,35 @@ def _from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
         raise SagaError(f"{what} is invalid: {exc}") from None
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: What a field of each annotated type accepts (a config read from JSON may hold anything).
+_TYPE_CHECKS: dict[str, tuple[str, Any]] = {
+    "int": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": ("a finite number", lambda v: _is_number(v) and math.isfinite(v)),
+    "float | None": ("a finite number or null",
+                     lambda v: v is None or (_is_number(v) and math.isfinite(v))),
+    "int | None": ("a whole number or null",
+                   lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool))),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+}
+
+
+def _check_field_types(config: object) -> None:
+    """Raise ValueError naming the first field whose value has the wrong type (``8.0`` for a
+    size, a string for a rate, NaN)."""
+    for field in dataclasses.fields(config):  # type: ignore[arg-type]
+        if str(field.type) not in _TYPE_CHECKS:
+            continue
+        expected, accepts = _TYPE_CHECKS[str(field.type)]
+        value = getattr(config, field.name)
+        if not accepts(value):
+            raise ValueError(f"{field.name} must be {expected}, not {value!r}")
+
+
 @dataclass
 class ModelConfig:
     """Shape of the decoder-only transformer."""
@@ -41,8 +71,9 @@ class ModelConfig:
     tie_embeddings: bool = False
 
     def __post_init__(self) -> None:
+        _check_field_types(self)
         for name in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads", "ffn_dim"):
-            if int(getattr(self, name)) <= 0:
+            if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.d_model % self.n_heads:
             raise ValueError("d_model must be divisible by n_heads")
@@ -114,6 +145,7 @@ class TrainConfig:
     valid_fraction: float = 0.05
 
     def __post_init__(self) -> None:
+        _check_field_types(self)
         checks = {
             "steps": self.steps > 0,
             "batch_size": self.batch_size > 0,

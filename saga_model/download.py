@@ -68,8 +68,14 @@ DEFAULT_VARIANT = "v2-cleaned"
 def base_url(override: str | None = None) -> str:
     """The hub to download from: ``override``, else ``$GRAIN_HF_BASE_URL``, else the hub."""
     url = override or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise SagaError(f"base URL must start with https:// or http://, got {url!r}")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 -- parsing the port is what rejects "http://host:x"
+    except ValueError as exc:
+        raise SagaError(f"base URL {url!r} is not a valid address: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SagaError(f"base URL must start with https:// or http:// and name a host, "
+                        f"got {url!r}")
     return url.rstrip("/")
 
 
@@ -118,6 +124,18 @@ def _check_space(directory: Path, needed: int) -> None:
                         f"needed, {free / 1e9:.2f} GB free")
 
 
+def _reject_web_page(url: str, content_type: str | None, start: bytes) -> None:
+    """A web page where a data file was expected: a Wi-Fi login page (captive portal), a proxy's
+    error page or a wrong mirror answering 200 must not become the dataset."""
+    head = start[:512].lstrip().lower()
+    if (content_type or "").lower().startswith("text/html") or head.startswith(
+            (b"<!doctype html", b"<html")):
+        host = urllib.parse.urlsplit(url).netloc
+        raise SagaError(f"{host} sent a web page instead of the file {url.rsplit('/', 1)[-1]} "
+                        "(a Wi-Fi login page or proxy? open any website in a browser first, "
+                        f"or set --base_url or {BASE_URL_ENV})")
+
+
 def _transfer(url: str, part: Path, label: str, progress: ProgressFn | None,
               timeout: float) -> None:
     """One attempt: fetch ``url`` into ``part``, continuing what it already holds."""
@@ -156,12 +174,15 @@ def _transfer(url: str, part: Path, label: str, progress: ProgressFn | None,
             total = int(length) if length and length.isdigit() else None
         if total is not None:
             _check_space(part.parent, total - have)
+        block = response.read(_BLOCK)
+        _reject_web_page(url, response.headers.get("Content-Type"), block if not have else b"")
         with open(part, "ab" if have else "wb") as handle:
-            while block := response.read(_BLOCK):
+            while block:
                 handle.write(block)
                 have += len(block)
                 if progress:
                     progress(label, have, total or 0)
+                block = response.read(_BLOCK)
             handle.flush()
             os.fsync(handle.fileno())
     if total is not None and have != total:

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import labels as lab
 from .data import PreparedData, TokenSplit, read_stories, unconditioned_example
+from .errors import SagaError
 from .generate import Decoder, SamplingOptions, StoryRequest, tell_story
 from .model import StoryModel
 from .tokenizer import StoryTokenizer
@@ -44,6 +45,8 @@ def text_loss(model: StoryModel, tokenizer: StoryTokenizer, path: str | Path,
     exactly how ``grain-train`` measures validation loss.
     """
     stories = read_stories(path)
+    if not stories:
+        raise SagaError(f"no stories found in {path}")
     ids = tokenizer.encode_batch([unconditioned_example(s) for s in stories])
     tokens = np.concatenate([np.asarray(i, dtype=np.uint16) for i in ids])
     starts = np.concatenate([[0], np.cumsum([len(i) for i in ids])[:-1]]).astype(np.int64)

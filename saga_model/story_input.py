@@ -12,6 +12,7 @@ interface can read the defaults without paying for the model's imports.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,7 +38,11 @@ class SamplingOptions:
     name_boost: float = 5.0
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = [f"{name} must be a finite number" for name in
+                    ("temperature", "top_p", "min_p", "repetition_penalty", "name_boost")
+                    if not math.isfinite(getattr(self, name))]
+        if self.seed is not None and self.seed < 0:
+            problems.append("seed must be >= 0")
         if self.temperature < 0:
             problems.append("temperature must be >= 0")
         if self.top_k < 0:

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
+import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from .._blas import blas_in_use
 from ..errors import SagaError
 
 EXIT_USAGE = 2
+#: Words longer than this in an error message (a pasted story as a name) are cut in the middle.
+LONGEST_WORD = 120
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """An argparse parser whose errors are a single line on stderr, exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {shorten(message)} (see --help)\n")
 
 
 def version_text(prog: str) -> str:
@@ -31,19 +39,94 @@ def version_text(prog: str) -> str:
             f"BLAS: {blas_in_use})")
 
 
+def finite_float(text: str) -> float:
+    """``argparse`` type: a number that is neither NaN nor infinite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {shorten(text)!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+    return value
+
+
+def shorten(text: str) -> str:
+    """``text`` with every word longer than :data:`LONGEST_WORD` characters cut in the middle."""
+    keep = LONGEST_WORD // 2
+    return re.sub(rf"\S{{{LONGEST_WORD + 1},}}",
+                  lambda m: f"{m.group()[:keep]}...{m.group()[-keep // 2:]}", text)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a failed file or network operation: what failed, on which path, and why."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return reason
+    names = [os.fspath(exc.filename)]
+    if exc.filename2 is not None:
+        names.append(os.fspath(exc.filename2))
+    return f"{reason}: {' -> '.join(map(str, names))}"
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _probe_writable(folder: Path, what: str) -> None:
+    """Create and delete a file in ``folder``: the only sure test (permissions, read-only
+    mounts, ACLs)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".grain-write-test-", dir=folder)
+    except OSError as exc:
+        raise SagaError(f"cannot write {what} in {folder}: {exc.strerror}") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+
+
+def check_writable_dir(path: str | os.PathLike[str], flag: str) -> None:
+    """Fail before any work unless ``path`` is a folder this process can write in, or one it
+    can create (nothing is created here)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SagaError(f"{flag} {path} is a file, not a folder")
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise SagaError(f"{flag} {path} cannot be created: {existing} is a file")
+    _probe_writable(existing, flag)
+
+
+def check_writable_file(path: str | os.PathLike[str], flag: str) -> None:
+    """Fail before any work unless ``path`` can be written (created or replaced) later."""
+    path = Path(path)
+    if path.is_dir():
+        raise SagaError(f"{flag} {path} is a folder: give a file name")
+    check_writable_dir(path.parent, flag)
+
+
 def run_command(prog: str, main: Callable[[Sequence[str] | None], int],
                 argv: Sequence[str] | None = None) -> NoReturn:
-    """Run ``main`` and exit: :class:`SagaError` becomes one line on stderr and exit code 2."""
+    """Run ``main`` and exit: :class:`SagaError`, a failed file operation (full disk,
+    read-only folder) and running out of memory become one line on stderr and exit code 2."""
     try:
         code = main(argv)
     except SagaError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {shorten(str(exc))}", file=sys.stderr)
+        code = EXIT_USAGE
+    except MemoryError:
+        print(f"{prog}: error: out of memory (try smaller settings)", file=sys.stderr)
         code = EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         code = 130
     except BrokenPipeError:
         code = 0
+    except OSError as exc:
+        print(f"{prog}: error: {shorten(describe_os_error(exc))}", file=sys.stderr)
+        code = EXIT_USAGE
     sys.exit(code)
 
 

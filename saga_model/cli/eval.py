@@ -11,7 +11,14 @@ from ..errors import SagaError
 from ..evaluate import Adherence, conditioning_report, text_loss
 from ..generate import SamplingOptions
 from ..paths import default_model_dir
-from .common import ArgumentParser, StatusLine, run_command, version_text
+from .common import (
+    ArgumentParser,
+    StatusLine,
+    check_writable_file,
+    finite_float,
+    run_command,
+    version_text,
+)
 
 PROG = "grain-eval"
 
@@ -27,9 +34,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--conditioning", type=int, metavar="N", default=0,
                         help="generate N stories per setting and report adherence")
     parser.add_argument("--max_tokens", type=int, default=300)
-    parser.add_argument("--temperature", type=float, default=SamplingOptions().temperature)
+    parser.add_argument("--temperature", type=finite_float, default=SamplingOptions().temperature)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--name_boost", type=float, default=SamplingOptions().name_boost,
+    parser.add_argument("--name_boost", type=finite_float, default=SamplingOptions().name_boost,
                         help="nudge towards requested names not used yet (0 = off)")
     parser.add_argument("--json", metavar="PATH", help="also write all figures as JSON")
     parser.add_argument("--version", action="store_true", help="print versions and the BLAS in use")
@@ -67,6 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.text and args.conditioning <= 0:
         raise SagaError("nothing to do: give --text FILE and/or --conditioning N")
+    if args.json:
+        check_writable_file(args.json, "--json")
+    for path in args.text:
+        if not Path(path).exists():
+            raise SagaError(f"--text file not found: {path}")
+    options = SamplingOptions(temperature=args.temperature, max_tokens=args.max_tokens,
+                              seed=args.seed, name_boost=args.name_boost)
     model_path = args.model_path or default_model_dir()
     model, tokenizer = load_model(model_path, args.tokenizer_path)
     report: dict[str, object] = {"model": str(model_path)}
@@ -80,8 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["text"] = scores
     if args.conditioning > 0:
         status = StatusLine()
-        options = SamplingOptions(temperature=args.temperature, max_tokens=args.max_tokens,
-                                  seed=args.seed, name_boost=args.name_boost)
         rows = conditioning_report(model, tokenizer, args.conditioning, options,
                                    progress=status.progress)
         status.close()

@@ -12,7 +12,7 @@ from ..generate import stream_story
 from ..labels import GENRES, THEMES, TONES
 from ..paths import default_model_dir
 from ..story_input import SamplingOptions, story_request
-from .common import ArgumentParser, run_command, version_text
+from .common import ArgumentParser, finite_float, run_command, version_text
 
 PROG = "grain-generate"
 
@@ -30,13 +30,14 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--opening", "--prompt", dest="opening",
                         help="first words of the story, continued by the model")
     defaults = SamplingOptions()
-    parser.add_argument("--temperature", type=float, default=defaults.temperature)
+    parser.add_argument("--temperature", type=finite_float, default=defaults.temperature)
     parser.add_argument("--top_k", type=int, default=defaults.top_k, help="0 = off")
-    parser.add_argument("--top_p", type=float, default=defaults.top_p)
-    parser.add_argument("--min_p", type=float, default=defaults.min_p)
-    parser.add_argument("--repetition_penalty", type=float, default=defaults.repetition_penalty)
+    parser.add_argument("--top_p", type=finite_float, default=defaults.top_p)
+    parser.add_argument("--min_p", type=finite_float, default=defaults.min_p)
+    parser.add_argument("--repetition_penalty", type=finite_float,
+                        default=defaults.repetition_penalty)
     parser.add_argument("--max_tokens", type=int, default=defaults.max_tokens)
-    parser.add_argument("--name_boost", type=float, default=defaults.name_boost,
+    parser.add_argument("--name_boost", type=finite_float, default=defaults.name_boost,
                         help="nudge towards requested names not used yet (0 = off)")
     parser.add_argument("--seed", type=int, help="same seed and settings -> same story")
     parser.add_argument("--num_stories", type=int, default=1)

@@ -20,7 +20,14 @@ from ..errors import SagaError
 from ..paths import METRICS_FILE, format_duration, token_cache_dir
 from ..tokenizer import StoryTokenizer
 from ..train import Callback, EvalMetrics, MetricsLogger, StepMetrics, TrainSummary, run_training
-from .common import ArgumentParser, StatusLine, run_command, version_text
+from .common import (
+    ArgumentParser,
+    StatusLine,
+    check_writable_dir,
+    finite_float,
+    run_command,
+    version_text,
+)
 
 PROG = "grain-train"
 RUN_FILE = "run.json"
@@ -66,7 +73,7 @@ def build_parser() -> ArgumentParser:
                         help="where checkpoints, metrics.jsonl and the final model go")
     parser.add_argument("--config", default="seed",
                         help=f"model shape: a preset ({', '.join(PRESETS)}) or a JSON file")
-    parser.add_argument("--dropout", type=float, help="dropout rate of the model")
+    parser.add_argument("--dropout", type=finite_float, help="dropout rate of the model")
     parser.add_argument("--context_length", type=int, help="context length in tokens")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --output_dir from its newest checkpoint")
@@ -78,7 +85,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="print only errors and the result")
     parser.add_argument("--version", action="store_true", help="print versions and the BLAS in use")
     for name, (kind, text) in _TRAIN_FLAGS.items():
-        parser.add_argument(f"--{name}", type=kind, help=text)
+        parser.add_argument(f"--{name}", type=finite_float if kind is float else kind, help=text)
     return parser
 
 
@@ -89,6 +96,13 @@ def _model_config(spec: str) -> ModelConfig:
         return ModelConfig.load(spec)
     raise SagaError(f"unknown --config {spec!r}: use a preset ({', '.join(PRESETS)}) "
                     "or the path of a JSON file")
+
+
+def _recorded_data_dir(out: Path) -> str:
+    run = read_json(out / RUN_FILE, "run description (pass --data_dir instead)")
+    if not isinstance(run.get("data_dir"), str):
+        raise SagaError(f"{out / RUN_FILE} names no data folder: pass --data_dir")
+    return run["data_dir"]
 
 
 def _overrides(args: Any) -> dict[str, Any]:
@@ -148,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     world = current_world()
     out = Path(args.output_dir)
+    check_writable_dir(out, "--output_dir")
+    if args.cache_dir:
+        check_writable_dir(args.cache_dir, "--cache_dir")
     existing = ckpt.list_checkpoints(out)
     overrides = _overrides(args)
     tokenizer: StoryTokenizer | None = None
@@ -156,12 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not existing:
             raise SagaError(f"nothing to resume in {out}: it has no checkpoints")
         resume_from = existing[-1]
-        run = read_json(out / RUN_FILE, "run description")
         _, saved_train = ckpt.load_training_state(resume_from)
         train_cfg = _train_config(saved_train, overrides)
         model_cfg = ModelConfig.load(resume_from / ckpt.CONFIG)
         tokenizer = StoryTokenizer.load(resume_from / ckpt.TOKENIZER)
-        data_dir = args.data_dir or run["data_dir"]
+        data_dir = args.data_dir or _recorded_data_dir(out)
     else:
         if existing:
             raise SagaError(f"{out} already holds a training run (step "
