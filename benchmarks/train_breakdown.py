@@ -9,13 +9,16 @@ the differences are device time:
 * ``no optimizer``: the same without the AdamW update;
 * ``forward + loss``: no backward either;
 * ``forward, no head``: the transformer to its last hidden state (no logits, no loss);
-* ``loss on float32 logits``: the step with the loss taken on a float32 copy of the logits;
-* ``loss on compute-dtype logits``: the step with the loss taken on the logits as the head
-  computes them (bfloat16 here);
+* ``hand-written loss gradient``: the step with the head and loss of
+  ``benchmarks/loss_variants.py`` (the logits' gradient formed by hand in one pass);
+* ``logits recomputed, N rows a chunk``: the same with ``chunk_rows=N``: no logits kept for
+  the backward pass;
 * ``no attention``: ``mx.fast.scaled_dot_product_attention`` replaced by its values
   (an ablation: not a model anyone would train);
-* ``unfused attention``: the same attention written as ``softmax(q k^T + mask) v``;
 * PyTorch's step (``torch_reference``, compiled, bf16 autocast) in the same run.
+
+With ``--profile`` (and PyTorch installed) the JSON also lists the GPU kernels of the step
+and of the hand-written-gradient variant, by time per step.
 
     PYTHONPATH=/tmp/site:. python3 benchmarks/train_breakdown.py --out $OUT/breakdown.json
 """
@@ -37,6 +40,7 @@ import mlx.optimizers as optim
 from mlx.utils import tree_flatten
 
 from benchmarks.common import RESULTS, format_table, log, machine_info, write_result
+from benchmarks.loss_variants import head_losses
 from benchmarks.train_throughput import (
     Batches,
     Case,
@@ -58,16 +62,15 @@ def project_loss(model: StoryModel, batch: mx.array) -> mx.array:
     return nats / count
 
 
-def float32_logits_loss(model: StoryModel, batch: mx.array) -> mx.array:
-    """Cross-entropy on a float32 copy of the logits."""
-    logits = model.logits(batch[:, :-1]).astype(mx.float32)
-    return nn.losses.cross_entropy(logits, batch[:, 1:]).mean()
+def hand_written_gradient_loss(rows: int | None) -> Loss:
+    """The loss of ``benchmarks/loss_variants.py``, recomputing the logits ``rows`` at a
+    time in the backward pass (None: the logits kept)."""
 
+    def loss(model: StoryModel, batch: mx.array) -> mx.array:
+        hidden = model.hidden_states(batch[:, :-1])
+        return head_losses(hidden, model.head_weight, batch[:, 1:], chunk_rows=rows).mean()
 
-def compute_dtype_logits_loss(model: StoryModel, batch: mx.array) -> mx.array:
-    """Cross-entropy on the logits in the compute dtype, as they are."""
-    logits = model.logits(batch[:, :-1])
-    return nn.losses.cross_entropy(logits, batch[:, 1:]).astype(mx.float32).mean()
+    return loss
 
 
 def no_head_loss(model: StoryModel, batch: mx.array) -> mx.array:
@@ -78,17 +81,6 @@ def no_head_loss(model: StoryModel, batch: mx.array) -> mx.array:
 def values_only(q: mx.array, k: mx.array, v: mx.array, **_: Any) -> mx.array:
     """Attention ablated: each position gets its own value vector."""
     return v
-
-
-def unfused_attention(q: mx.array, k: mx.array, v: mx.array, *, scale: float,
-                      mask: str | None = None) -> mx.array:
-    """Causal softmax attention with plain matrix products."""
-    scores = (q * scale) @ k.swapaxes(-1, -2)
-    if mask == "causal":
-        length = q.shape[-2]
-        future = mx.triu(mx.ones((length, length), dtype=mx.bool_), k=1)
-        scores = mx.where(future, mx.array(-mx.inf, scores.dtype), scores)
-    return mx.softmax(scores, axis=-1, precise=True) @ v
 
 
 @contextmanager
@@ -129,16 +121,19 @@ VARIANTS: dict[str, tuple[Loss | None, str, Callable[..., mx.array] | None]] = {
     "no optimizer": (project_loss, "grad", None),
     "forward + loss": (project_loss, "forward", None),
     "forward, no head": (no_head_loss, "forward", None),
-    "loss on float32 logits": (float32_logits_loss, "update", None),
-    "loss on compute-dtype logits": (compute_dtype_logits_loss, "update", None),
+    "hand-written loss gradient": (hand_written_gradient_loss(None), "update", None),
+    "logits recomputed, 4,096 rows a chunk": (hand_written_gradient_loss(4096), "update", None),
+    "logits recomputed, 32,768 rows a chunk": (hand_written_gradient_loss(32768), "update",
+                                               None),
     "no attention": (None, "update", values_only),
-    "unfused attention": (None, "update", unfused_attention),
 }
+#: Variants whose GPU kernels ``--profile`` lists.
+PROFILED = ("step", "hand-written loss gradient")
 
 
-def measure_variant(name: str, cfg: ModelConfig, batch_size: int, precision: str,
-                    batches: Batches, warmup: int, seconds: float) -> dict[str, Any]:
-    """Time one variant on batches resident on the device."""
+def prepare_variant(name: str, cfg: ModelConfig, batch_size: int, precision: str,
+                    batches: Batches) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """``run_step(index)`` and ``sync()`` of one variant, on batches resident on the device."""
     loss, mode, attention = VARIANTS[name]
     train_cfg = TrainConfig(batch_size=batch_size, precision=precision, steps=100_000)
     mx.random.seed(train_cfg.seed)
@@ -150,17 +145,43 @@ def measure_variant(name: str, cfg: ModelConfig, batch_size: int, precision: str
     model.train()
     resident = [mx.array(batches.get(i)) for i in range(8)]
     mx.eval(resident)
-    with attention_as(attention):
-        if loss is None:
-            step, state = build_train_step(model, optimizer, train_cfg.grad_clip)
-        else:
-            step, state = make_step(model, optimizer, loss, train_cfg.grad_clip, mode)
+    if loss is None:
+        step, state = build_train_step(model, optimizer, train_cfg.grad_clip)
+    else:
+        step, state = make_step(model, optimizer, loss, train_cfg.grad_clip, mode)
 
-        def run_step(index: int) -> None:
+    def run_step(index: int) -> None:
+        with attention_as(attention):
             out = step(resident[index % len(resident)])
-            mx.async_eval(state, out)
+        mx.async_eval(state, out)
 
-        return timed_run(run_step, lambda: mx.eval(state), warmup, seconds)
+    return run_step, lambda: mx.eval(state)
+
+
+def profile_kernels(torch: Any, run_step: Callable[[int], None], sync: Callable[[], None],
+                    steps: int = 10, top: int = 25) -> list[dict[str, Any]]:
+    """The ``top`` GPU kernels of ``steps`` warm steps by total time, per step (CUPTI through
+    ``torch.profiler``, which records every kernel of the process, MLX's included)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for index in range(3):
+        run_step(index)
+    sync()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for index in range(steps):
+            run_step(index)
+        sync()
+        mx.synchronize()
+    kernels = []
+    for event in prof.key_averages():
+        micros = getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0)
+        if micros:
+            kernels.append({"kernel": event.key[:160], "ms_per_step": micros / 1e3 / steps,
+                            "calls_per_step": event.count / steps})
+    kernels.sort(key=lambda k: -k["ms_per_step"])
+    total = sum(k["ms_per_step"] for k in kernels)
+    return [{"kernel": "(all kernels)", "ms_per_step": total,
+             "calls_per_step": sum(k["calls_per_step"] for k in kernels)}, *kernels[:top]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="also list the GPU kernels of some variants (needs PyTorch)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes, to check that the script works")
     parser.add_argument("--out", type=Path, default=RESULTS / "train_breakdown_gpu.json")
@@ -194,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     notes = [torch_note] if torch_note else []
     torch_bench = TorchBench(torch, True) if torch is not None else None
     rows: list[dict[str, Any]] = []
+    kernels: dict[str, list[dict[str, Any]]] = {}
     for batch_size in args.batch_sizes:
         batches = Batches(cfg.vocab_size, seq, batch_size)
         names = [*VARIANTS, "pytorch step"] if torch_bench else list(VARIANTS)
@@ -207,8 +231,15 @@ def main(argv: list[str] | None = None) -> int:
                     case = Case("torch", args.config, batch_size, args.precision)
                     result = torch_bench.measure(case, cfg, batches, args.warmup, args.seconds)
                 else:
-                    result = measure_variant(name, cfg, batch_size, args.precision, batches,
-                                             args.warmup, args.seconds)
+                    run_step, sync = prepare_variant(name, cfg, batch_size, args.precision,
+                                                     batches)
+                    result = timed_run(run_step, sync, args.warmup, args.seconds)
+                    if args.profile and torch is not None and name in PROFILED:
+                        label = f"batch {batch_size}: {name}"
+                        try:
+                            kernels[label] = profile_kernels(torch, run_step, sync)
+                        except Exception as exc:  # a profiler that cannot start here
+                            kernels[label] = [{"error": f"{type(exc).__name__}: {exc}"[:300]}]
             except Exception as exc:  # one failed variant ends only its row
                 row["error"] = f"{type(exc).__name__}: {exc}"[:300]
                 log(f"     error: {row['error']}")
@@ -218,13 +249,15 @@ def main(argv: list[str] | None = None) -> int:
             row["step_ms"] = result["median_step_seconds"] * 1e3
             row["tokens_per_sec"] = batch_size * seq / result["median_step_seconds"]
             log(f"     {row['step_ms']:.2f} ms per step")
-            write_result(args.out, "train_breakdown", settings, rows, machine, notes)
+            write_result(args.out, "train_breakdown", settings, rows, machine, notes,
+                         **({"kernels": kernels} if kernels else {}))
         step_ms = next((r.get("step_ms") for r in rows
                         if r["batch"] == batch_size and r["variant"] == "step"), None)
         for row in rows:
             if row["batch"] == batch_size and step_ms and row.get("step_ms"):
                 row["vs_step"] = row["step_ms"] / step_ms
-    write_result(args.out, "train_breakdown", settings, rows, machine, notes)
+    write_result(args.out, "train_breakdown", settings, rows, machine, notes,
+                     **({"kernels": kernels} if kernels else {}))
     print(format_table(rows, [("batch", "batch"), ("variant", "variant"),
                               ("step_ms", "ms/step"), ("vs_step", "of step"),
                               ("tokens_per_sec", "tokens/s"), ("error", "error")]))

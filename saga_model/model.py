@@ -77,8 +77,10 @@ class Attention(nn.Module):
 
     def __call__(self, x: mx.array, cache: KVCache | None = None) -> mx.array:
         batch, length, dims = x.shape
-        qkv = self.qkv(x).reshape(batch, length, 3, self.n_heads, self.head_dim)
-        q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+        # One split, not three slices: the gradient of a split is one concatenation, that of
+        # each slice a full-size tensor of zeros to write into and add up.
+        q, k, v = (part.reshape(batch, length, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
+                   for part in mx.split(self.qkv(x), 3, axis=-1))
         offset = cache.offset if cache is not None else 0
         q = mx.fast.rope(q, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0,
                          offset=offset)
@@ -140,11 +142,14 @@ class StoryModel(nn.Module):
         return self.logits(tokens, cache).astype(mx.float32)
 
     def logits(self, tokens: mx.array, cache: list[KVCache] | None = None) -> mx.array:
-        """Logits in the compute dtype: what the training loss reads, without a float32 copy."""
+        """Logits in the compute dtype, without a float32 copy."""
         x = self.hidden_states(tokens, cache)
-        if self.config.tie_embeddings:
-            return x @ self.embed.weight.astype(x.dtype).T
-        return self.head(x)
+        return x @ self.head_weight.astype(x.dtype).T
+
+    @property
+    def head_weight(self) -> mx.array:
+        """The (vocab, d_model) output projection: the head's, or the embedding table if tied."""
+        return self.embed.weight if self.config.tie_embeddings else self.head.weight
 
     def hidden_states(self, tokens: mx.array, cache: list[KVCache] | None = None) -> mx.array:
         """The normalised last hidden states (B, L, d_model) that the head reads."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 import pytest
 
 from saga_model import ModelConfig, StoryModel, count_parameters
 from saga_model.config import PRESETS
 from saga_model.errors import SagaError
+from saga_model.model import Attention
 
 
 def small_config(**changes: object) -> ModelConfig:
@@ -75,3 +79,29 @@ def test_config_json_round_trip(tmp_path) -> None:
     (tmp_path / "bad.json").write_text('{"d_model": 64, "colour": "blue"}')
     with pytest.raises(SagaError, match="unknown keys: colour"):
         ModelConfig.load(tmp_path / "bad.json")
+
+
+def test_attention_split_has_the_gradient_of_per_slice_attention() -> None:
+    # Attention splits q, k, v with one mx.split; the reference slices them one by one.
+    mx.random.seed(4)
+    cfg = small_config()
+    attention = Attention(cfg)
+    x = mx.random.normal((2, 9, cfg.d_model))
+
+    def reference(x: mx.array) -> mx.array:
+        batch, length, dims = x.shape
+        qkv = attention.qkv(x).reshape(batch, length, 3, cfg.n_heads, cfg.head_dim)
+        q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+        q, k = (mx.fast.rope(t, cfg.head_dim, traditional=False, base=cfg.rope_theta,
+                             scale=1.0, offset=0) for t in (q, k))
+        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=cfg.head_dim**-0.5,
+                                                   mask="causal")
+        return attention.out(out.transpose(0, 2, 1, 3).reshape(batch, length, dims))
+
+    def loss(model: Attention, x: mx.array, fn: Callable[[mx.array], mx.array]) -> mx.array:
+        return (fn(x) * mx.arange(cfg.d_model)).sum()
+
+    got = nn.value_and_grad(attention, lambda m, x: loss(m, x, m))(attention, x)
+    want = nn.value_and_grad(attention, lambda m, x: loss(m, x, reference))(attention, x)
+    assert mx.allclose(got[0], want[0], rtol=1e-5)
+    assert mx.allclose(got[1]["qkv"]["weight"], want[1]["qkv"]["weight"], rtol=1e-5, atol=1e-6)
