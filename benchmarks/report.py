@@ -225,13 +225,17 @@ def render_breakdown(data: dict[str, Any]) -> str:
         f"Shape `{settings['config']}`, sequences of {settings['seq_len']} tokens, "
         f"{settings['precision']}; batches already on the device; median of about "
         f"{_num(settings['timed_seconds'])} s of timed windows after {settings['warmup']} "
-        "warm-up steps.", *_render_kernels(data.get("kernels", {}))])
+        "warm-up steps.", *_render_kernels(data.get("kernels", {}),
+                                           f"batch {max(settings['batch_sizes'])}:")])
 
 
-def _render_kernels(kernels: dict[str, list[dict[str, Any]]], top: int = 12) -> list[str]:
-    """The longest GPU kernels of each profiled variant, in ms per step."""
+def _render_kernels(kernels: dict[str, list[dict[str, Any]]], prefix: str, top: int = 12
+                    ) -> list[str]:
+    """The longest GPU kernels of each profiled variant named with ``prefix``, per step."""
     parts = []
     for variant, rows in kernels.items():
+        if not variant.startswith(prefix):
+            continue
         table = [[r["kernel"].replace("|", "/")[:90], _num(r["ms_per_step"]),
                   _num(r["calls_per_step"])] for r in rows[:top + 1] if "kernel" in r]
         parts += ["", f"GPU kernels of {variant} (CUPTI through torch.profiler, 10 steps):", "",
