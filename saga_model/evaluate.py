@@ -16,7 +16,8 @@ import numpy as np
 from . import labels as lab
 from .data import PreparedData, TokenSplit, read_stories, unconditioned_example
 from .errors import SagaError
-from .generate import Decoder, SamplingOptions, StoryRequest, tell_story
+from .generate import Decoder, SamplingOptions, StoryRequest, stream_story, tell_story
+from .judge.metrics import JudgedStory
 from .model import StoryModel
 from .tokenizer import StoryTokenizer
 from .train import evaluate
@@ -124,3 +125,28 @@ def conditioning_report(model: StoryModel | Decoder, tokenizer: StoryTokenizer,
 
 def _share(stories: Sequence[str], field: str, value: str | tuple[str, ...]) -> float:
     return sum(_shows(s, field, value) for s in stories) / len(stories)
+
+
+def judge_requests(count: int) -> list[StoryRequest]:
+    """The requests of the judged sample: every other story asks for a character set (in
+    turn from :data:`CHARACTER_SETS`), the others for a theme (in turn from the themes)."""
+    return [StoryRequest(characters=CHARACTER_SETS[(i // 2) % len(CHARACTER_SETS)]) if i % 2 == 0
+            else StoryRequest(theme=lab.THEMES[(i // 2) % len(lab.THEMES)])
+            for i in range(count)]
+
+
+def generate_for_judge(model: StoryModel | Decoder, tokenizer: StoryTokenizer, count: int,
+                       options: SamplingOptions,
+                       progress: Callable[[str, int, int], None] | None = None
+                       ) -> list[JudgedStory]:
+    """``count`` stories for :func:`saga_model.judge.metrics.quality_row`, from
+    :func:`judge_requests`; story ``i`` uses seed ``options.seed + i`` (0 when unset)."""
+    stories = []
+    for i, request in enumerate(judge_requests(count)):
+        seeded = SamplingOptions(**{**asdict(options), "seed": (options.seed or 0) + i})
+        pieces = list(stream_story(model, tokenizer, request, seeded))
+        stories.append(JudgedStory("".join(p.text for p in pieces), request.characters,
+                                   pieces[-1].finish_reason == "end"))
+        if progress:
+            progress("generating", i + 1, count)
+    return stories

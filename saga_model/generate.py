@@ -117,15 +117,9 @@ def make_decoder(model: StoryModel) -> Decoder:
     return NumpyDecoder(model) if choice == "numpy" else MLXDecoder(model)
 
 
-def sample_token(logits: np.ndarray, options: SamplingOptions, rng: np.random.Generator,
-                 recent: Sequence[int] = ()) -> int:
-    """Pick the next token from raw logits: repetition penalty, temperature, top-k/p, min-p."""
+def sample_token(logits: np.ndarray, options: SamplingOptions, rng: np.random.Generator) -> int:
+    """Pick the next token from (processed) logits: temperature, top-k, min-p, top-p."""
     logits = logits.astype(np.float64, copy=True)
-    if options.repetition_penalty != 1.0 and len(recent):
-        ids = np.unique(np.asarray(recent, dtype=np.int64))
-        vals = logits[ids]
-        logits[ids] = np.where(vals > 0, vals / options.repetition_penalty,
-                               vals * options.repetition_penalty)
     if options.temperature == 0:
         return int(np.argmax(logits))
     logits /= options.temperature
@@ -179,6 +173,55 @@ def ban_tokens(token_ids: Sequence[int]) -> LogitsProcessor:
         logits[banned] = -np.inf
 
     return process
+
+
+def penalize_recent(repetition: float, presence: float, window: int) -> LogitsProcessor:
+    """A processor penalising the tokens among the story's last ``window`` tokens.
+
+    Each such token's logit is divided by ``repetition`` when positive (multiplied when
+    negative), then lowered by ``presence`` — once per distinct token, however often it came.
+    """
+    def process(story: Sequence[int], logits: np.ndarray) -> None:
+        if not len(story):
+            return
+        ids = np.unique(np.asarray(story[-window:], dtype=np.int64))
+        values = logits[ids]
+        if repetition != 1.0:
+            values = np.where(values > 0, values / repetition, values * repetition)
+        logits[ids] = values - presence
+
+    return process
+
+
+class NoRepeatNgram:
+    """A processor forbidding any token that would repeat an ``n``-token run of the story."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._followers: dict[tuple[int, ...], set[int]] = {}
+        self._indexed = 0  # n-grams ending before this story position are indexed
+
+    def __call__(self, story: Sequence[int], logits: np.ndarray) -> None:
+        """Ban the tokens that followed the story's last ``n - 1`` tokens before."""
+        n = self.n
+        for end in range(max(self._indexed, n), len(story) + 1):
+            self._followers.setdefault(tuple(story[end - n : end - 1]), set()).add(story[end - 1])
+        self._indexed = max(self._indexed, len(story) + 1)
+        if len(story) >= n - 1:
+            banned = self._followers.get(tuple(story[len(story) - n + 1 :]))
+            if banned:
+                logits[list(banned)] = -np.inf
+
+
+def sampling_processors(options: SamplingOptions) -> list[LogitsProcessor]:
+    """The repetition processors that ``options`` ask for, in the order they apply."""
+    processors: list[LogitsProcessor] = []
+    if options.repetition_penalty != 1.0 or options.presence_penalty:
+        processors.append(penalize_recent(options.repetition_penalty, options.presence_penalty,
+                                          options.repetition_window))
+    if options.no_repeat_ngram:
+        processors.append(NoRepeatNgram(options.no_repeat_ngram))
+    return processors
 
 
 class NameReminder:
@@ -245,7 +288,7 @@ def generate_tokens(decoder: Decoder, prompt_ids: Sequence[int], options: Sampli
     for _ in range(options.max_tokens):
         for process in processors:
             process(story, logits)
-        token = sample_token(logits, options, rng, tokens[-options.repetition_window:])
+        token = sample_token(logits, options, rng)
         yield token
         if token == stop_id:
             return
@@ -283,6 +326,7 @@ def stream_story(model: StoryModel | Decoder, tokenizer: StoryTokenizer, request
     processors = [ban_tokens([i for i in range(tokenizer.n_control) if i != tokenizer.eos_id])]
     if request.characters and options.name_boost:
         processors.append(NameReminder(tokenizer, request.characters, options.name_boost))
+    processors += sampling_processors(options)
     stream = tokenizer.stream_decoder()
     count = 0
     for token in generate_tokens(decoder, prompt_ids, options, processors, tokenizer.eos_id,

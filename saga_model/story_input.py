@@ -25,14 +25,22 @@ if TYPE_CHECKING:
 
 @dataclass
 class SamplingOptions:
-    """How the next token is picked. ``temperature=0`` means greedy."""
+    """How the next token is picked. ``temperature=0`` means greedy.
+
+    ``repetition_penalty`` (divides positive logits, multiplies negative ones) and
+    ``presence_penalty`` (subtracted from logits) apply to the tokens among the story's last
+    ``repetition_window``; ``no_repeat_ngram=n`` forbids repeating any n tokens of the story
+    (0 = off). The defaults come from the judge's sampling sweep (docs/quality.md).
+    """
 
     temperature: float = 0.8
     top_k: int = 0
     top_p: float = 0.95
     min_p: float = 0.0
     repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
     repetition_window: int = 64
+    no_repeat_ngram: int = 0
     max_tokens: int = 400
     seed: int | None = None
     name_boost: float = 5.0
@@ -53,6 +61,12 @@ class SamplingOptions:
             problems.append("min_p must be in [0, 1)")
         if self.repetition_penalty <= 0:
             problems.append("repetition_penalty must be > 0")
+        if self.presence_penalty < 0:
+            problems.append("presence_penalty must be >= 0")
+        if self.repetition_window <= 0:
+            problems.append("repetition_window must be > 0")
+        if self.no_repeat_ngram < 0 or self.no_repeat_ngram == 1:
+            problems.append("no_repeat_ngram must be 0 (off) or >= 2")
         if self.max_tokens <= 0:
             problems.append("max_tokens must be > 0")
         if self.name_boost < 0:

@@ -20,6 +20,7 @@ from saga_model.generate import (
     _nucleus,
     ban_tokens,
     generate_tokens,
+    penalize_recent,
     sample_token,
 )
 from saga_model.tokenizer import StoryTokenizer, train_tokenizer
@@ -69,10 +70,11 @@ def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
 
 def test_repetition_penalty_discourages_recent_tokens() -> None:
     logits = np.array([2.0, 1.9, 0.0])
-    rng = np.random.default_rng(0)
-    options = SamplingOptions(temperature=0, repetition_penalty=1.5)
-    assert sample_token(logits, options, rng, recent=[0]) == 1
-    assert sample_token(logits, options, rng, recent=[]) == 0
+    penalize = penalize_recent(repetition=1.5, presence=0.0, window=64)
+    recent, fresh = logits.copy(), logits.copy()
+    penalize([0], recent)
+    penalize([], fresh)
+    assert np.argmax(recent) == 1 and np.argmax(fresh) == 0
 
 
 def test_same_seed_same_story(model: StoryModel, tokenizer: StoryTokenizer) -> None:

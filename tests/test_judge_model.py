@@ -9,12 +9,12 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 import pytest
+from judge_helpers import write_tiny_gguf
 from mlx.utils import tree_flatten
 
 from saga_model.errors import SagaError
 from saga_model.judge import Judge, find_judge_model, generate_batch, load_llama
 from saga_model.judge.gguf import llama_from_weights
-from tests.judge_helpers import write_tiny_gguf
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from .._blas import blas_in_use
 from ..errors import SagaError
+from ..story_input import SAMPLING_FIELDS, SamplingOptions
 
 EXIT_USAGE = 2
 #: Words longer than this in an error message (a pasted story as a name) are cut in the middle.
@@ -27,6 +28,33 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {shorten(message)} (see --help)\n")
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser, max_tokens: int | None = None
+                           ) -> None:
+    """The sampling flags (every :class:`SamplingOptions` field but the seed), defaulting to
+    the options' own defaults (``max_tokens`` may be given another)."""
+    defaults = SamplingOptions()
+    group = parser.add_argument_group("sampling")
+    group.add_argument("--temperature", type=finite_float, default=defaults.temperature)
+    group.add_argument("--top_k", type=int, default=defaults.top_k, help="0 = off")
+    group.add_argument("--top_p", type=finite_float, default=defaults.top_p)
+    group.add_argument("--min_p", type=finite_float, default=defaults.min_p)
+    group.add_argument("--repetition_penalty", type=finite_float,
+                       default=defaults.repetition_penalty)
+    group.add_argument("--presence_penalty", type=finite_float, default=defaults.presence_penalty)
+    group.add_argument("--repetition_window", type=int, default=defaults.repetition_window,
+                       help="recent tokens the two penalties look at")
+    group.add_argument("--no_repeat_ngram", type=int, default=defaults.no_repeat_ngram,
+                       metavar="N", help="never repeat N tokens in a row (0 = off)")
+    group.add_argument("--max_tokens", type=int, default=max_tokens or defaults.max_tokens)
+    group.add_argument("--name_boost", type=finite_float, default=defaults.name_boost,
+                       help="nudge towards requested names not used yet (0 = off)")
+
+
+def sampling_values(args: argparse.Namespace) -> dict[str, float | int]:
+    """The values of the flags of :func:`add_sampling_arguments`, by option name."""
+    return {name: getattr(args, name) for name in SAMPLING_FIELDS if name != "seed"}
 
 
 def version_text(prog: str) -> str:

@@ -11,8 +11,14 @@ from ..errors import SagaError
 from ..generate import stream_story
 from ..labels import GENRES, THEMES, TONES
 from ..paths import default_model_dir
-from ..story_input import SamplingOptions, story_request
-from .common import ArgumentParser, finite_float, run_command, version_text
+from ..story_input import story_request
+from .common import (
+    ArgumentParser,
+    add_sampling_arguments,
+    run_command,
+    sampling_values,
+    version_text,
+)
 
 PROG = "grain-generate"
 
@@ -29,16 +35,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--characters", help='names, comma-separated, e.g. "Alice,Bob"')
     parser.add_argument("--opening", "--prompt", dest="opening",
                         help="first words of the story, continued by the model")
-    defaults = SamplingOptions()
-    parser.add_argument("--temperature", type=finite_float, default=defaults.temperature)
-    parser.add_argument("--top_k", type=int, default=defaults.top_k, help="0 = off")
-    parser.add_argument("--top_p", type=finite_float, default=defaults.top_p)
-    parser.add_argument("--min_p", type=finite_float, default=defaults.min_p)
-    parser.add_argument("--repetition_penalty", type=finite_float,
-                        default=defaults.repetition_penalty)
-    parser.add_argument("--max_tokens", type=int, default=defaults.max_tokens)
-    parser.add_argument("--name_boost", type=finite_float, default=defaults.name_boost,
-                        help="nudge towards requested names not used yet (0 = off)")
+    add_sampling_arguments(parser)
     parser.add_argument("--seed", type=int, help="same seed and settings -> same story")
     parser.add_argument("--num_stories", type=int, default=1)
     parser.add_argument("--stats", action="store_true", help="print speed figures to stderr")
@@ -59,11 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.num_stories < 1:
         raise SagaError("--num_stories must be at least 1")
-    request, first = story_request(
-        args.theme, args.tone, args.genre, args.characters, args.opening,
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-        repetition_penalty=args.repetition_penalty, max_tokens=args.max_tokens, seed=args.seed,
-        name_boost=args.name_boost)
+    request, first = story_request(args.theme, args.tone, args.genre, args.characters,
+                                   args.opening, seed=args.seed, **sampling_values(args))
     model, tokenizer = load_model(args.model_path or default_model_dir(), args.tokenizer_path)
     for index in range(args.num_stories):
         options = first if args.seed is None else replace(first, seed=args.seed + index)
