@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .highlight import MARK_END, MARK_START
+from .paths import can_write
 
 Step = str | Callable[[sqlite3.Connection], None]
 
@@ -93,6 +94,8 @@ NO_FTS_NOTICE = ("This Python's SQLite has no full-text search (FTS5): the libra
 _WORD = re.compile(r"\w+")
 #: Words around a match in a search result's excerpt.
 SNIPPET_WORDS = 10
+#: How long opening the library waits for another program that is creating or upgrading it.
+OPEN_TIMEOUT = 10.0
 
 
 class LibraryError(Exception):
@@ -172,6 +175,11 @@ def fts5_available(conn: sqlite3.Connection) -> bool:
 def _explain(exc: sqlite3.Error, path: Path) -> LibraryError:
     """Turn an SQLite error into a message that says what to do."""
     text = str(exc)
+    if "readonly" in text:
+        return LibraryError(f"The story library is read-only ({path}): stories can be read, "
+                            "not saved or deleted.")
+    if "full" in text:
+        return LibraryError(f"The disk is full: the story library cannot be written ({path}).")
     if "locked" in text or "busy" in text:
         return LibraryError(f"The story library is locked by another program ({path}); "
                             "try again in a moment.")
@@ -189,6 +197,7 @@ class StoryLibrary:
         self.path = path
         self.timeout = timeout
         self.full_text = True
+        self.read_only = False
         self._notice: str | None = None
         self._conn: sqlite3.Connection | None = None
 
@@ -207,54 +216,111 @@ class StoryLibrary:
                 raise
         except sqlite3.Error as exc:
             raise _explain(exc, self.path) from None
+        except OSError as exc:  # the folder cannot be created: read-only, or a full disk
+            raise LibraryError(f"The story library cannot be created in {self.path.parent}: "
+                               f"{exc.strerror or exc}.") from None
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                self._migrate(conn)
-                self._index(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            self._conn = self._open()
         return self._conn
 
+    def _open(self) -> sqlite3.Connection:
+        """Connect and bring the schema and the search index up to date.
+
+        The upgrade runs under one write lock (``BEGIN IMMEDIATE``) and re-reads the schema
+        version inside it, so two programs opening a brand-new library at once do not both
+        create it: the second waits (up to :data:`OPEN_TIMEOUT`) and finds it done. A library
+        this process cannot write is opened read-only, with a notice.
+        """
+        if not can_write(self.path):
+            if self.path.is_file():
+                return self._open_read_only()
+            raise LibraryError(f"The story library cannot be created: {self.path.parent} is "
+                               "not writable.")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=max(self.timeout, OPEN_TIMEOUT),
+                               isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            self.full_text = fts5_available(conn)
+            if not self.full_text:
+                self._notice = NO_FTS_NOTICE
+            if self._needs_upgrade(conn):
+                with _immediate(conn):
+                    self._migrate(conn)
+                    self._index(conn)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """An existing library in a folder (or a file) this process cannot write: its stories
+        can be read and searched, not saved or deleted."""
+        uri = self.path.absolute().as_uri()
+        # A WAL library needs its shared-memory file beside it; in a read-only folder that
+        # cannot be created, and the file is then read as it is on disk (immutable).
+        for mode in ("mode=ro", "immutable=1"):
+            conn = sqlite3.connect(f"{uri}?{mode}", uri=True, timeout=self.timeout,
+                                   isolation_level=None)
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                break
+            except sqlite3.Error:
+                conn.close()
+        else:
+            raise LibraryError(f"The story library {self.path} cannot be read.")
+        if version != SCHEMA_VERSION:
+            conn.close()
+            if version > SCHEMA_VERSION:
+                raise self._newer(version)
+            raise LibraryError(f"The story library {self.path} needs an upgrade but its folder "
+                               "is read-only: make it writable to use the library.")
+        self.full_text = fts5_available(conn) and _fts_triggers(conn) == set(_FTS_TRIGGERS)
+        self.read_only = True
+        self._notice = (f"The story library is read-only ({self.path}): its stories can be "
+                        "read, not saved or deleted.")
+        return conn
+
+    def _newer(self, version: int) -> LibraryError:
+        return LibraryError(f"The story library {self.path} was written by a newer Grain de "
+                            f"Saga (schema {version}, this one knows {SCHEMA_VERSION}).")
+
+    def _needs_upgrade(self, conn: sqlite3.Connection) -> bool:
+        """Whether the schema or the search triggers are not as this version wants them."""
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        wanted = set(_FTS_TRIGGERS) if self.full_text else set()
+        return version != SCHEMA_VERSION or _fts_triggers(conn) != wanted
+
     def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Upgrade the schema step by step (inside the caller's write transaction)."""
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise LibraryError(f"The story library {self.path} was written by a newer Grain de "
-                               f"Saga (schema {version}, this one knows {SCHEMA_VERSION}).")
+            raise self._newer(version)
         for index in range(version, SCHEMA_VERSION):
-            with _immediate(conn):
-                for step in MIGRATIONS[index]:
-                    if callable(step):
-                        step(conn)
-                    else:
-                        conn.execute(step)
-                conn.execute(f"PRAGMA user_version = {index + 1:d}")
+            for step in MIGRATIONS[index]:
+                if callable(step):
+                    step(conn)
+                else:
+                    conn.execute(step)
+            conn.execute(f"PRAGMA user_version = {index + 1:d}")
 
     def _index(self, conn: sqlite3.Connection) -> None:
-        """Create (or repair) the full-text index, or fall back to plain matching without it."""
-        triggers = {row[0] for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'stories_fts_%'")}
-        self.full_text = fts5_available(conn)
+        """Create (or repair) the full-text index, or drop its triggers without FTS5 (inside
+        the caller's write transaction)."""
+        triggers = _fts_triggers(conn)
         if not self.full_text:
-            self._notice = NO_FTS_NOTICE
-            if triggers:  # they would make every save fail without FTS5
-                with _immediate(conn):
-                    for name in triggers:
-                        conn.execute(f"DROP TRIGGER {name}")
+            for name in triggers:  # they would make every save fail without FTS5
+                conn.execute(f"DROP TRIGGER {name}")
             return
         if triggers == set(_FTS_TRIGGERS):
             return
-        with _immediate(conn):  # new, or written without FTS5 meanwhile: (re)build the index
-            conn.execute(_FTS_TABLE)
-            for name, body in _FTS_TRIGGERS.items():
-                conn.execute(f"CREATE TRIGGER IF NOT EXISTS {name} {body}")
-            conn.execute("INSERT INTO stories_fts(stories_fts) VALUES ('rebuild')")
+        conn.execute(_FTS_TABLE)  # new, or written without FTS5 meanwhile: (re)build the index
+        for name, body in _FTS_TRIGGERS.items():
+            conn.execute(f"CREATE TRIGGER IF NOT EXISTS {name} {body}")
+        conn.execute("INSERT INTO stories_fts(stories_fts) VALUES ('rebuild')")
 
     def take_notice(self) -> str | None:
         """A message about the library for the user, once (e.g. "no full-text search")."""
@@ -353,6 +419,11 @@ class StoryLibrary:
                 if name.strip():
                     names.setdefault(name.strip().casefold(), name.strip())
         return sorted(names.values(), key=str.casefold)
+
+
+def _fts_triggers(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'stories_fts_%'")}
 
 
 @contextlib.contextmanager

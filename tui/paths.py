@@ -6,6 +6,8 @@ Everything is computed when asked, never at import time, so tests (and users) ca
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from platformdirs import user_config_dir, user_data_dir
@@ -39,5 +41,24 @@ def runs_dir() -> Path:
 
 
 def exports_dir() -> Path:
-    """Default folder for stories exported as Markdown or plain text."""
-    return data_dir() / "exports"
+    """Default folder for exported stories: ``exports`` in the data folder, else (when that
+    cannot be written: a read-only or broken data folder) the home folder, else the
+    temporary folder, so that an export is always possible."""
+    preferred = data_dir() / "exports"
+    for folder in (preferred, Path.home(), Path(tempfile.gettempdir())):
+        if can_write(folder):
+            return folder
+    return preferred
+
+
+def can_write(path: Path) -> bool:
+    """Whether files can be written in the folder ``path`` (or beside and over the file
+    ``path``), or it can be created with its missing parent folders."""
+    if path.is_dir():
+        return os.access(path, os.W_OK | os.X_OK)
+    if path.exists():
+        return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+    folder = path.parent
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
