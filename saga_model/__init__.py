@@ -26,6 +26,18 @@ from .atomic import atomic_write_bytes, atomic_write_text
 from .config import PRESETS, ModelConfig, TrainConfig
 from .errors import SagaError
 from .labels import GENRES, THEMES, TONES, StoryLabels, derive_labels
+from .metrics import (
+    Callback,
+    CheckpointSaved,
+    EvalMetrics,
+    MetricsLogger,
+    MetricsReader,
+    RunStart,
+    StepMetrics,
+    TrainingEvent,
+    TrainSummary,
+    read_metrics,
+)
 from .paths import (
     BEST_DIR,
     CHECKPOINTS_DIR,
@@ -50,8 +62,7 @@ _LAZY = {
     "stream_story": "generate", "tell_story": "generate",
     "StoryModel": "model", "count_parameters": "model", "release_thread": "model",
     "StoryTokenizer": "tokenizer", "train_tokenizer": "tokenizer",
-    "Callback": "train", "EvalMetrics": "train", "MetricsLogger": "train",
-    "StepMetrics": "train", "TrainSummary": "train", "run_training": "train",
+    "run_training": "train",
 }
 
 if TYPE_CHECKING:
@@ -60,14 +71,7 @@ if TYPE_CHECKING:
     from .generate import StoryPiece, StoryRequest, stream_story, tell_story
     from .model import StoryModel, count_parameters, release_thread
     from .tokenizer import StoryTokenizer, train_tokenizer
-    from .train import (
-        Callback,
-        EvalMetrics,
-        MetricsLogger,
-        StepMetrics,
-        TrainSummary,
-        run_training,
-    )
+    from .train import run_training
 
 
 def __getattr__(name: str) -> Any:
@@ -93,10 +97,13 @@ __all__ = [
     "TONES",
     "WEIGHTS_FILE",
     "Callback",
+    "CheckpointSaved",
     "EvalMetrics",
     "MetricsLogger",
+    "MetricsReader",
     "ModelConfig",
     "PreparedData",
+    "RunStart",
     "SagaError",
     "SamplingOptions",
     "StepMetrics",
@@ -107,6 +114,7 @@ __all__ = [
     "StoryTokenizer",
     "TrainConfig",
     "TrainSummary",
+    "TrainingEvent",
     "__version__",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -117,6 +125,7 @@ __all__ = [
     "format_duration",
     "load_model",
     "prepare_data",
+    "read_metrics",
     "read_stories",
     "release_thread",
     "run_training",

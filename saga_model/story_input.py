@@ -96,8 +96,7 @@ def story_request(theme: str | None = None, tone: str | None = None, genre: str 
     if unknown:
         raise SagaError(f"unknown sampling option(s): {', '.join(unknown)}")
     given = {name: value for name, value in sampling.items() if value is not None}
-    request = StoryRequest.create(theme or None, tone or None, genre or None, characters,
-                                  opening)
+    request = StoryRequest.create(theme, tone, genre, characters, opening)
     try:
         options = SamplingOptions(**given)  # type: ignore[arg-type]
     except TypeError as exc:  # a comparison with a value of the wrong type

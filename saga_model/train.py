@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,97 +32,12 @@ from .data import PreparedData, eval_chunks, sample_batch, window_starts
 from .distributed import StopVote, World, current_world
 from .errors import SagaError
 from .generate import SamplingOptions, StoryRequest, tell_story
+from .metrics import Callback, EvalMetrics, StepMetrics, TrainSummary
 from .model import StoryModel, count_parameters
 from .paths import BEST_DIR
 from .tokenizer import StoryTokenizer
 
 LOG_EVERY = 10
-
-
-@dataclass
-class StepMetrics:
-    """Reported every few steps."""
-
-    step: int
-    total_steps: int
-    loss: float
-    lr: float
-    grad_norm: float
-    tokens_per_sec: float
-    tokens_seen: int
-    elapsed: float
-
-
-@dataclass
-class EvalMetrics:
-    """Reported after each evaluation on the validation split."""
-
-    step: int
-    val_loss: float
-    val_bpb: float
-    is_best: bool
-    sample: str | None = None
-    #: The same figures for the EMA of the weights, when the run keeps one (``ema_decay``).
-    ema_val_loss: float | None = None
-    ema_val_bpb: float | None = None
-
-
-@dataclass
-class TrainSummary:
-    """What a finished (or stopped) run achieved."""
-
-    step: int
-    tokens_seen: int
-    elapsed: float
-    best_val_loss: float | None
-    best_step: int | None
-    stop_reason: str
-    output_dir: str
-
-
-class Callback:
-    """Receives training events; override the methods you need."""
-
-    def on_start(self, info: dict[str, Any]) -> None:
-        """Called once with the run's settings, sizes and resume point."""
-
-    def on_step(self, metrics: StepMetrics) -> None:
-        """Called every few steps."""
-
-    def on_eval(self, metrics: EvalMetrics) -> None:
-        """Called after each validation pass."""
-
-    def on_checkpoint(self, step: int, path: Path) -> None:
-        """Called after a checkpoint is written."""
-
-    def on_end(self, summary: TrainSummary) -> None:
-        """Called once when the run finishes or stops."""
-
-
-class MetricsLogger(Callback):
-    """Appends every event as one JSON line to ``metrics.jsonl`` so other processes can follow."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def _write(self, event: str, payload: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"event": event, "time": time.time(), **payload}) + "\n")
-
-    def on_start(self, info: dict[str, Any]) -> None:
-        self._write("start", info)
-
-    def on_step(self, metrics: StepMetrics) -> None:
-        self._write("step", asdict(metrics))
-
-    def on_eval(self, metrics: EvalMetrics) -> None:
-        self._write("eval", asdict(metrics))
-
-    def on_checkpoint(self, step: int, path: Path) -> None:
-        self._write("checkpoint", {"step": step, "path": str(path)})
-
-    def on_end(self, summary: TrainSummary) -> None:
-        self._write("end", asdict(summary))
 
 
 def make_schedule(cfg: TrainConfig) -> Callable[[mx.array], mx.array]:

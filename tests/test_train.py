@@ -14,16 +14,9 @@ from saga_model import checkpoint as ckpt
 from saga_model.averaging import EMA_DIR, EMA_FILE
 from saga_model.config import PRESETS, ModelConfig, TrainConfig
 from saga_model.data import prepare_data
+from saga_model.metrics import Callback, EvalMetrics, MetricsLogger, StepMetrics
 from saga_model.model import StoryModel
-from saga_model.train import (
-    Callback,
-    EvalMetrics,
-    MetricsLogger,
-    StepMetrics,
-    make_schedule,
-    run_training,
-    token_losses,
-)
+from saga_model.train import make_schedule, run_training, token_losses
 
 
 class Recorder(Callback):

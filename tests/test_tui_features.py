@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from textual.content import Content
+from textual.drivers.headless_driver import HeadlessDriver
 from textual.widgets import DataTable, OptionList, Select, Static
 from tui_helpers import AppHome, notifications, replace_text, wait_for
 
@@ -99,11 +100,10 @@ async def test_copy_uses_osc52_over_ssh_and_the_local_clipboard_otherwise(
     xclip = app_home.fake_program("xclip")
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.setenv("SSH_TTY", "/dev/pts/3")
+    written: list[str] = []  # what the app sends to the terminal
+    monkeypatch.setattr(HeadlessDriver, "write", lambda _driver, data: written.append(data))
     app = GrainApp()
     async with app.run_test(size=SIZE) as pilot:
-        written: list[str] = []
-        assert app._driver is not None
-        monkeypatch.setattr(app._driver, "write", written.append)
         await pilot.press("f4")
         await pilot.pause()
         await pilot.press("ctrl+y")

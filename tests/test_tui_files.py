@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from tui_helpers import AppHome
 
+from saga_model import EvalMetrics, RunStart, StepMetrics, TrainSummary
 from saga_model.paths import shipped_model
 from tui.app import GrainApp
 from tui.cli import main as cli_main
@@ -33,7 +34,7 @@ from tui.library import (
     StoryLibrary,
     suggest_title,
 )
-from tui.metrics import MetricsFollower, RunProgress
+from tui.metrics import RunProgress, RunState, run_state
 from tui.models import discover_models, pick_model
 from tui.prefs import Preferences, load_preferences, save_preferences
 from tui.reveal import WordReveal
@@ -300,44 +301,55 @@ def test_export_markdown_and_text(tmp_path: Path) -> None:
 
 # -- metrics ----------------------------------------------------------------------------------
 
-def test_follower_reads_only_complete_new_lines(tmp_path: Path) -> None:
-    path = tmp_path / "metrics.jsonl"
-    follower = MetricsFollower(path)
-    assert follower.read_new() == []  # not there yet
-    path.write_text('{"event": "start"}\n{"event": "st')
-    assert follower.read_new() == [{"event": "start"}]
-    with open(path, "a") as handle:
-        handle.write('ep", "step": 10}\nnot json\n[1]\n')
-    assert follower.read_new() == [{"event": "step", "step": 10}]
-    assert follower.read_new() == []
-    path.unlink()
-    path.write_text('{"event": "end"}\n')  # a new file from the start
-    assert follower.read_new() == [{"event": "end"}]
+def step(n: int, loss: float) -> StepMetrics:
+    """A step event as the trainer reports it."""
+    return StepMetrics(step=n, total_steps=100, loss=loss, lr=1e-3, grad_norm=1.0,
+                       tokens_per_sec=1000.0, tokens_seen=n * 100, elapsed=n / 10)
 
 
-def step(n: int, loss: float) -> dict[str, object]:
-    """A step event as the trainer writes it."""
-    return {"event": "step", "step": n, "total_steps": 100, "loss": loss, "lr": 1e-3,
-            "tokens_per_sec": 1000.0, "elapsed": n / 10}
+def end(n: int, reason: str) -> TrainSummary:
+    """The last event of a run."""
+    return TrainSummary(step=n, tokens_seen=n * 100, elapsed=n / 10, best_val_loss=None,
+                        best_step=None, stop_reason=reason, output_dir="run")
 
 
 def test_progress_folds_events_and_rewinds_on_resume() -> None:
     progress = RunProgress()
-    start = {"event": "start", "parameters": 1000, "train_config": {"steps": 100},
-             "start_step": 0}
+    start = RunStart({"parameters": 1000, "train_config": {"steps": 100}, "start_step": 0})
     assert progress.apply_all([start, step(10, 5.0), step(20, 4.0),
-                               {"event": "eval", "step": 20, "val_loss": 4.5, "sample": "Hi"},
-                               step(30, 3.5), {"event": "step"}])  # the last one is malformed
+                               EvalMetrics(step=20, val_loss=4.5, val_bpb=1.0, is_best=True,
+                                           sample="Hi"),
+                               step(30, 3.5)])
     assert progress.steps == [10, 20, 30] and progress.best_val_loss == 4.5
     assert progress.sample == "Hi" and progress.sample_step == 20
-    assert progress.eta_seconds == pytest.approx(7.0)
-    progress.apply({"event": "end", "step": 30, "elapsed": 3.0, "stop_reason": "stopped"})
+    assert progress.eta_seconds == pytest.approx(7.0) == step(30, 3.5).remaining_seconds
+    assert (progress.lr, progress.tokens_per_sec, progress.elapsed) == (1e-3, 1000.0, 3.0)
+    progress.apply(end(30, "stopped"))
     assert progress.stop_reason == "stopped" and progress.eta_seconds is None
     # Resumed from a checkpoint at step 20 (the process was killed after step 30).
-    progress.apply({**start, "start_step": 20})
+    progress.apply(RunStart({**start.info, "start_step": 20}))
     assert progress.steps == [10, 20] and progress.stop_reason is None
     progress.apply(step(30, 3.4))
     assert progress.losses == [5.0, 4.0, 3.4]
+
+
+def test_the_run_state_is_worked_out_in_one_place(tmp_path: Path) -> None:
+    run, progress = TrainingRun(tmp_path), RunProgress()
+    assert run_state(run, progress, running=True).kind == "preparing"
+    progress.apply(RunStart({"parameters": 1, "train_config": {"steps": 100}}))
+    assert run_state(run, progress, running=True).text == "training"
+    assert run_state(run, progress, running=True, bad_lines=2).text == (
+        "training · 2 unreadable metrics lines")
+    assert run_state(run, progress, running=False) == RunState("idle", "not running")
+    (tmp_path / "train.log").write_text("$ python -m saga_model.cli.train\n"
+                                        "grain-train: error: no stories found in x\n")
+    failed = run_state(run, progress, running=False)
+    assert (failed.kind, failed.failure) == ("failed",
+                                             "grain-train: error: no stories found in x")
+    progress.apply(end(40, "stopped"))
+    assert run_state(run, progress, running=False).kind == "paused"
+    progress.apply(end(100, "completed"))
+    assert run_state(run, progress, running=False).text == "finished (completed)"
 
 
 # -- runs -------------------------------------------------------------------------------------

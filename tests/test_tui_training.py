@@ -67,15 +67,15 @@ async def test_train_quit_reattach_pause_and_resume(app_home: AppHome,
         await wait_for(pilot, lambda: "training" in stats(app) and "val " in stats(app),
                        what="re-attached")
         assert app.screen.query_one("#run-select", Select).value == "bedtime"
-        step = app.screen._progress.step
-        await wait_for(pilot, lambda: app.screen._progress.step > step, what="more steps")
+        step = app.screen.progress.step
+        await wait_for(pilot, lambda: app.screen.progress.step > step, what="more steps")
 
         # Pause: asks first, then the trainer saves a checkpoint and exits cleanly.
         await pilot.press("escape")
         await pilot.pause()
         await pilot.press("left", "enter")  # "Pause", not "Keep training"
         await wait_for(pilot, lambda: "paused" in stats(app), timeout=60, what="paused")
-        paused_step = app.screen._progress.step
+        paused_step = app.screen.progress.step
         assert not run.is_running()
 
         # Resume to a nearby total: it continues from the checkpoint and finishes.
@@ -83,8 +83,8 @@ async def test_train_quit_reattach_pause_and_resume(app_home: AppHome,
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: "finished (completed)" in stats(app), timeout=60,
                        what="finished")
-        assert app.screen._progress.step == paused_step + 20
-        assert app.screen._progress.steps == sorted(app.screen._progress.steps)
+        assert app.screen.progress.step == paused_step + 20
+        assert app.screen.progress.steps == sorted(app.screen.progress.steps)
         assert f"step {paused_step + 20:,}/{paused_step + 20:,}" in stats(app)
         await pilot.press("f2")  # the new model is offered for stories
         await pilot.pause()

@@ -7,12 +7,15 @@ import shutil
 import signal
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual import events
+from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -99,6 +102,7 @@ def isolated_app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr("saga_model.shipped_model", lambda: home.shipped if (
         home.shipped / "model.safetensors").is_file() else None)
+    record_notifications(monkeypatch)
     yield home
     for run in list_runs(paths.runs_dir()):  # never leave a trainer behind
         pid = run.pid()
@@ -130,6 +134,21 @@ async def replace_text(pilot: Pilot[object], field_id: str, text: str,
         await pilot.press(*text)
 
 
-def notifications(app: object) -> list[str]:
-    """The messages of the notifications the app is showing."""
-    return [n.message for n in app._notifications]  # type: ignore[attr-defined]
+_NOTIFIED: weakref.WeakKeyDictionary[App[Any], list[str]] = weakref.WeakKeyDictionary()
+
+
+def record_notifications(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Note the message of every notification an app shows (see :func:`notifications`)."""
+    show = App.notify
+
+    def notify(app: App[Any], message: str, **options: Any) -> None:
+        _NOTIFIED.setdefault(app, []).append(message)
+        show(app, message, **options)
+
+    monkeypatch.setattr(App, "notify", notify)
+
+
+def notifications(app: App[Any]) -> list[str]:
+    """The messages of the notifications the app has shown, oldest first (recorded for the
+    apps of tests that use ``app_home``)."""
+    return _NOTIFIED.get(app, [])

@@ -1,55 +1,22 @@
-"""Following a training run through its ``metrics.jsonl`` (never through training internals).
+"""What the dashboard knows about a training run, from its ``metrics.jsonl`` (read through
+:class:`saga_model.MetricsReader`, as the same types the trainer writes) and its process.
 
-:class:`MetricsFollower` reads only the bytes appended since the last call;
-:class:`RunProgress` folds the events (start/step/eval/checkpoint/end) into what the
-dashboard shows.
+:class:`RunProgress` folds the events into the dashboard's series and numbers;
+:func:`run_state` says where the run stands, the one place that weighs the events, the
+trainer process and its log.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
+from saga_model import EvalMetrics, RunStart, StepMetrics, TrainSummary
 
-class MetricsFollower:
-    """Reads new complete lines of a growing JSON-lines file."""
+if TYPE_CHECKING:
+    from saga_model import TrainingEvent
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._offset = 0
-        self._inode: int | None = None
-        self._partial = b""
-
-    def read_new(self) -> list[dict[str, Any]]:
-        """Events appended since the last call (a replaced file is read from its start)."""
-        try:
-            stat = self.path.stat()
-        except OSError:
-            return []
-        if stat.st_ino != self._inode or stat.st_size < self._offset:
-            self._inode, self._offset, self._partial = stat.st_ino, 0, b""
-        if stat.st_size == self._offset:
-            return []
-        try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self._offset)
-                data = handle.read()
-        except OSError:
-            return []
-        self._offset += len(data)
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()
-        events = []
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if isinstance(event, dict):
-                events.append(event)
-        return events
+    from .runs import TrainingRun
 
 
 @dataclass
@@ -64,51 +31,42 @@ class RunProgress:
     parameters: int | None = None
     step: int = 0
     total_steps: int = 0
-    lr: float | None = None
-    tokens_per_sec: float | None = None
-    elapsed: float = 0.0
+    last_step: StepMetrics | None = None  # the latest step event
     best_val_loss: float | None = None
     sample: str | None = None
     sample_step: int | None = None
-    end: dict[str, Any] | None = None
+    end: TrainSummary | None = None
 
-    def apply_all(self, events: list[dict[str, Any]]) -> bool:
+    def apply_all(self, events: list[TrainingEvent]) -> bool:
         """Apply events in order; ``True`` if any of them changed the plotted series."""
         changed = False
         for event in events:
-            try:
-                changed |= self.apply(event)
-            except (KeyError, TypeError, ValueError):
-                continue  # a malformed line must not break the dashboard
+            changed |= self.apply(event)
         return changed
 
-    def apply(self, event: dict[str, Any]) -> bool:
+    def apply(self, event: TrainingEvent) -> bool:
         """Apply one event; ``True`` if it changed the plotted series."""
-        kind = event.get("event")
-        if kind == "start":
+        if isinstance(event, RunStart):
             self.started, self.end = True, None
-            self.parameters = int(event["parameters"])
-            self.total_steps = int(event["train_config"]["steps"])
-            self._rewind(int(event.get("start_step", 0)))
+            self.parameters, self.total_steps = event.parameters, event.total_steps
+            self._rewind(event.start_step)
             return True
-        if kind == "step":
-            self.step, self.total_steps = int(event["step"]), int(event["total_steps"])
-            self.lr, self.tokens_per_sec = float(event["lr"]), float(event["tokens_per_sec"])
-            self.elapsed = float(event["elapsed"])
-            self.steps.append(self.step)
-            self.losses.append(float(event["loss"]))
+        if isinstance(event, StepMetrics):
+            self.last_step = event
+            self.step, self.total_steps = event.step, event.total_steps
+            self.steps.append(event.step)
+            self.losses.append(event.loss)
             return True
-        if kind == "eval":
-            self.eval_steps.append(int(event["step"]))
-            self.val_losses.append(float(event["val_loss"]))
+        if isinstance(event, EvalMetrics):
+            self.eval_steps.append(event.step)
+            self.val_losses.append(event.val_loss)
             self.best_val_loss = min(self.val_losses)
-            if event.get("sample"):
-                self.sample, self.sample_step = str(event["sample"]), int(event["step"])
+            if event.sample:
+                self.sample, self.sample_step = event.sample, event.step
             return True
-        if kind == "end":
+        if isinstance(event, TrainSummary):
             self.end = event
-            self.step = int(event["step"])
-            self.elapsed = float(event["elapsed"])
+            self.step = event.step
         return False
 
     def _rewind(self, start_step: int) -> None:
@@ -123,13 +81,73 @@ class RunProgress:
         self.step = start_step
 
     @property
+    def lr(self) -> float | None:
+        """The latest learning rate."""
+        return self.last_step.lr if self.last_step is not None else None
+
+    @property
+    def tokens_per_sec(self) -> float | None:
+        """The latest training speed."""
+        return self.last_step.tokens_per_sec if self.last_step is not None else None
+
+    @property
+    def elapsed(self) -> float:
+        """Training time so far (at the end, the run's total)."""
+        if self.end is not None:
+            return self.end.elapsed
+        return self.last_step.elapsed if self.last_step is not None else 0.0
+
+    @property
     def eta_seconds(self) -> float | None:
-        """Estimated time left at the average pace so far."""
-        if self.step <= 0 or self.end is not None or not self.total_steps:
+        """Estimated time left (:attr:`saga_model.StepMetrics.remaining_seconds`)."""
+        if self.end is not None or self.last_step is None:
             return None
-        return (self.total_steps - self.step) * self.elapsed / self.step
+        return self.last_step.remaining_seconds
 
     @property
     def stop_reason(self) -> str | None:
         """Why the run ended ("completed", "stopped", ...), ``None`` while it has not."""
-        return None if self.end is None else str(self.end.get("stop_reason", "ended"))
+        return None if self.end is None else self.end.stop_reason
+
+
+RunKind = Literal["preparing", "training", "paused", "finished", "failed", "interrupted",
+                  "idle"]
+
+
+@dataclass(frozen=True)
+class RunState:
+    """Where a run stands: ``kind``, a few words for the dashboard, and the trainer's error
+    line when it failed."""
+
+    kind: RunKind
+    text: str
+    failure: str | None = None
+
+
+def run_state(run: TrainingRun, progress: RunProgress, running: bool,
+              bad_lines: int = 0) -> RunState:
+    """Where ``run`` stands, from its events, whether its trainer is ``running`` and its log
+    (``bad_lines`` of its ``metrics.jsonl`` that could not be read are mentioned)."""
+    state = _state(run, progress, running)
+    if bad_lines:
+        lines = "line" if bad_lines == 1 else "lines"
+        return RunState(state.kind, f"{state.text} · {bad_lines} unreadable metrics {lines}",
+                        state.failure)
+    return state
+
+
+def _state(run: TrainingRun, progress: RunProgress, running: bool) -> RunState:
+    if running:
+        return (RunState("training", "training") if progress.started
+                else RunState("preparing", "preparing data…"))
+    reason = progress.stop_reason
+    if reason == "stopped":
+        return RunState("paused", "paused · ctrl+r resumes")
+    if reason is not None:
+        return RunState("finished", f"finished ({reason})")
+    failure = run.failure()
+    if failure:
+        return RunState("failed", f"failed: {failure}", failure)
+    if run.has_checkpoints():
+        return RunState("interrupted", "interrupted · ctrl+r resumes")
+    return RunState("idle", "not running")

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from saga_model import METRICS_FILE, atomic_write_text
+from saga_model import CHECKPOINTS_DIR, METRICS_FILE, atomic_write_text
 
 TRAINER_MODULE = "saga_model.cli.train"
 PID_FILE = "pid"
@@ -121,7 +121,7 @@ class TrainingRun:
 
     def has_checkpoints(self) -> bool:
         """Whether the run can be resumed."""
-        return any((self.folder / "checkpoints").glob("step_*/state.json"))
+        return any((self.folder / CHECKPOINTS_DIR).glob("step_*/state.json"))
 
     def is_running(self) -> bool:
         """Whether the trainer process of this run is alive."""

@@ -17,9 +17,10 @@ from ..config import PRESETS, ModelConfig, TrainConfig, read_json
 from ..data import prepare_data
 from ..distributed import current_world, exit_when_stuck
 from ..errors import SagaError
+from ..metrics import Callback, EvalMetrics, MetricsLogger, StepMetrics, TrainSummary
 from ..paths import METRICS_FILE, format_duration, token_cache_dir
 from ..tokenizer import StoryTokenizer
-from ..train import Callback, EvalMetrics, MetricsLogger, StepMetrics, TrainSummary, run_training
+from ..train import run_training
 from .common import (
     ArgumentParser,
     StatusLine,
@@ -135,11 +136,10 @@ class ConsoleReport(Callback):
             self.status.print(f"resuming at step {info['start_step']}")
 
     def on_step(self, m: StepMetrics) -> None:
-        remaining = (m.total_steps - m.step) * m.elapsed / max(1, m.step)
         self.status.update(
             f"step {m.step}/{m.total_steps} | loss {m.loss:.3f} | lr {m.lr:.2e} | "
             f"{m.tokens_per_sec:,.0f} tok/s | {format_duration(m.elapsed)} elapsed, "
-            f"ETA {format_duration(remaining)}")
+            f"ETA {format_duration(m.remaining_seconds)}")
 
     def on_eval(self, m: EvalMetrics) -> None:
         best = " (best)" if m.is_best else ""

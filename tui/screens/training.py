@@ -16,7 +16,9 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Footer, Input, Select
 
-from ..metrics import MetricsFollower, RunProgress
+from saga_model import EvalMetrics, MetricsReader
+
+from ..metrics import RunProgress, run_state
 from ..paths import runs_dir
 from ..runs import (
     RunError,
@@ -50,7 +52,7 @@ class TrainingScreen(GrainScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+g", "start", "Start", tooltip="Start a new training run", priority=True,
                 id="start-training"),
-        Binding("escape", "stop", "Pause",
+        Binding("escape", "pause", "Pause",
                 tooltip="Pause the followed run (it saves a checkpoint; resume later)",
                 id="pause-training"),
         Binding("ctrl+r", "resume", "Resume",
@@ -62,10 +64,10 @@ class TrainingScreen(GrainScreen):
         super().__init__()
         self._runs: dict[str, TrainingRun] = {}
         self._run: TrainingRun | None = None
-        self._follower: MetricsFollower | None = None
+        self._follower: MetricsReader | None = None
         self._progress = RunProgress()
         self._was_running = False
-        self._can_stop = False
+        self._can_pause = False
         self._can_resume = False
 
     def compose(self) -> ComposeResult:
@@ -81,7 +83,7 @@ class TrainingScreen(GrainScreen):
                 yield TrainingForm(self.grain.prefs.training, names)
                 with Horizontal(id="training-buttons"):
                     yield Button("Start", id="start", variant="primary", compact=True)
-                    yield Button("Pause", id="stop", compact=True)
+                    yield Button("Pause", id="pause", compact=True)
                     yield Button("Resume", id="resume", compact=True)
             with Vertical(id="dashboard"):
                 yield RunStats(id="run-stats")
@@ -90,6 +92,11 @@ class TrainingScreen(GrainScreen):
                 sample.border_title = "Latest sample"
                 yield sample
         yield Footer()
+
+    @property
+    def progress(self) -> RunProgress:
+        """What is known of the followed run."""
+        return self._progress
 
     @property
     def form(self) -> TrainingForm:
@@ -107,7 +114,7 @@ class TrainingScreen(GrainScreen):
         """Show ``name``'s run from the beginning of its metrics."""
         self._run = self._runs.get(name) if name else None
         self._progress = RunProgress()
-        self._follower = MetricsFollower(self._run.metrics_file) if self._run else None
+        self._follower = MetricsReader(self._run.metrics_file) if self._run else None
         self._was_running = self._run is not None and self._run.is_running()
         self.query_one("#sample-view", StoryView).show_message("No sample yet.")
         self.query_one(LossChart).show(self._progress)
@@ -129,56 +136,42 @@ class TrainingScreen(GrainScreen):
         events = self._follower.read_new()
         if self._progress.apply_all(events):
             self.query_one(LossChart).show(self._progress)
-        if any(e.get("event") == "eval" and e.get("sample") for e in events):
+        if any(isinstance(e, EvalMetrics) and e.sample for e in events):
             sample = self.query_one("#sample-view", StoryView)
             sample.border_title = f"Sample at step {self._progress.sample_step}"
             sample.set_story((self._progress.sample or "").strip())
         running = run.is_running()
-        state = self._state(run, running)
-        stats.show(state, self._progress)
+        stats.show(run_state(run, self._progress, running, self._follower.bad_lines).text,
+                   self._progress)
         if self._was_running and not running:
             self._announce_exit(run)
         self._was_running = running
         self._set_buttons(running, not running and run.has_checkpoints())
 
-    def _state(self, run: TrainingRun, running: bool) -> str:
-        """A few words on where the run stands."""
-        p = self._progress
-        if running:
-            return "training" if p.started else "preparing data…"
-        if p.stop_reason == "stopped":
-            return "paused · ctrl+r resumes"
-        if p.stop_reason is not None:
-            return f"finished ({p.stop_reason})"
-        failure = run.failure()
-        if failure:
-            return f"failed: {failure}"
-        return "interrupted · ctrl+r resumes" if run.has_checkpoints() else "not running"
-
     def _announce_exit(self, run: TrainingRun) -> None:
         """Tell the user how the trainer ended."""
-        reason = self._progress.stop_reason
-        if reason == "stopped":
+        state = run_state(run, self._progress, running=False)
+        if state.kind == "paused":
             self.notify(f"Run {run.name} paused at step {self._progress.step}: ctrl+r resumes.")
-        elif reason is not None:
+        elif state.kind == "finished":
             self.notify(f"Run {run.name} finished: its model is now in the Story screen's "
                         "picker (F2).", timeout=10)
         else:
-            self.notify(run.failure() or f"Run {run.name} stopped before it finished.",
+            self.notify(state.failure or f"Run {run.name} stopped before it finished.",
                         title="Training failed", severity="error", timeout=20)
 
-    def _set_buttons(self, can_stop: bool, can_resume: bool) -> None:
+    def _set_buttons(self, can_pause: bool, can_resume: bool) -> None:
         """Enable what makes sense now (buttons and footer keys)."""
-        self.query_one("#stop", Button).disabled = not can_stop
+        self.query_one("#pause", Button).disabled = not can_pause
         self.query_one("#resume", Button).disabled = not can_resume
-        if (can_stop, can_resume) != (self._can_stop, self._can_resume):
-            self._can_stop, self._can_resume = can_stop, can_resume
+        if (can_pause, can_resume) != (self._can_pause, self._can_resume):
+            self._can_pause, self._can_resume = can_pause, can_resume
             self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Pause and resume keys are shown dimmed when they would do nothing."""
-        if action == "stop":
-            return self._can_stop or None
+        if action == "pause":
+            return self._can_pause or None
         if action == "resume":
             return self._can_resume or None
         return True
@@ -223,7 +216,7 @@ class TrainingScreen(GrainScreen):
         self._follow(name)
         self.notify(f"Training {name} started. It keeps going if you close the app.")
 
-    def action_stop(self) -> None:
+    def action_pause(self) -> None:
         """Pause the followed run (after asking)."""
         run = self._run
         if run is None or not run.is_running():
@@ -262,9 +255,9 @@ class TrainingScreen(GrainScreen):
     def _start_pressed(self) -> None:
         self.action_start()
 
-    @on(Button.Pressed, "#stop")
-    def _stop_pressed(self) -> None:
-        self.action_stop()
+    @on(Button.Pressed, "#pause")
+    def _pause_pressed(self) -> None:
+        self.action_pause()
 
     @on(Button.Pressed, "#resume")
     def _resume_pressed(self) -> None:
