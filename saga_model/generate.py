@@ -15,6 +15,7 @@ from . import labels as lab
 from .errors import SagaError
 from .fast_decode import NumpyDecoder
 from .model import StoryModel
+from .stand_ins import NameStandIns
 from .story_input import SamplingOptions
 from .text import clean_story
 from .tokenizer import StoryTokenizer
@@ -224,6 +225,26 @@ def sampling_processors(options: SamplingOptions) -> list[LogitsProcessor]:
     return processors
 
 
+class Utf8Guard:
+    """A processor that keeps the story valid UTF-8: a token is possible only if its bytes can
+    follow the bytes so far (a character begun is finished, never broken), and the story ends
+    only between characters. Byte-level tokens can otherwise spell broken text, shown as U+FFFD.
+    """
+
+    def __init__(self, tokenizer: StoryTokenizer) -> None:
+        self.after = np.asarray(tokenizer.utf8_transitions(), dtype=np.int8)
+        self.impossible = [np.flatnonzero(row < 0) for row in self.after]
+        self.state = 0
+        self._checked = 0
+
+    def __call__(self, story: Sequence[int], logits: np.ndarray) -> None:
+        """Rule out the tokens that cannot come next."""
+        for token in story[self._checked:]:
+            self.state = max(0, int(self.after[self.state, token]))
+        self._checked = len(story)
+        logits[self.impossible[self.state]] = -np.inf
+
+
 class NameReminder:
     """A processor nudging the sampler towards requested names the story has not used yet.
 
@@ -319,26 +340,33 @@ def stream_story(model: StoryModel | Decoder, tokenizer: StoryTokenizer, request
     options = options or SamplingOptions()
     decoder = make_decoder(model) if isinstance(model, StoryModel) else model
     start = time.perf_counter()
-    prefix_ids = tokenizer.encode(lab.control_prefix(request.labels()))
-    prompt_ids = prefix_ids + (tokenizer.encode(request.opening) if request.opening else [])
+    stand_ins = NameStandIns.choose(tokenizer, request.characters, request.opening)
+    names = stand_ins.for_model(request.characters)
+    labels = lab.StoryLabels(request.theme, request.tone, request.genre, names)
+    prefix_ids = tokenizer.encode(lab.control_prefix(labels))
+    opening = stand_ins.to_model(request.opening)
+    prompt_ids = prefix_ids + (tokenizer.encode(opening) if opening else [])
     if request.opening:
         yield StoryPiece(request.opening, 0, time.perf_counter() - start)
     processors = [ban_tokens([i for i in range(tokenizer.n_control) if i != tokenizer.eos_id])]
-    if request.characters and options.name_boost:
-        processors.append(NameReminder(tokenizer, request.characters, options.name_boost))
-    processors += sampling_processors(options)
+    if names and options.name_boost:
+        processors.append(NameReminder(tokenizer, names, options.name_boost))
+    processors += [*sampling_processors(options), Utf8Guard(tokenizer)]
     stream = tokenizer.stream_decoder()
+    restore = stand_ins.restorer(request.opening)
     count = 0
     for token in generate_tokens(decoder, prompt_ids, options, processors, tokenizer.eos_id,
                                  keep_prefix=len(prefix_ids)):
         count += 1
         if token == tokenizer.eos_id:
-            yield StoryPiece(stream.flush(), count, time.perf_counter() - start, "end")
+            text = restore.add(stream.flush()) + restore.flush()
+            yield StoryPiece(text, count, time.perf_counter() - start, "end")
             return
-        text = stream.add(token)
+        text = restore.add(stream.add(token))
         if text:
             yield StoryPiece(text, count, time.perf_counter() - start)
-    yield StoryPiece(stream.flush(), count, time.perf_counter() - start, "length")
+    text = restore.add(stream.flush()) + restore.flush()
+    yield StoryPiece(text, count, time.perf_counter() - start, "length")
 
 
 def tell_story(model: StoryModel | Decoder, tokenizer: StoryTokenizer, request: StoryRequest,

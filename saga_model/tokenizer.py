@@ -33,6 +33,37 @@ def _unicode_to_byte() -> dict[str, int]:
     return {chr(code): byte for byte, code in zip(printable, codes, strict=True)}
 
 
+#: States of a UTF-8 byte stream: 0 between characters; 1-3 that many continuation bytes due;
+#: 4-7 after the lead bytes E0, ED, F0, F4, whose next byte has a narrower range.
+UTF8_STATES = 8
+#: Per state: (lowest, highest) allowed next byte and the state after it.
+_CONTINUATION = {1: (0x80, 0xBF, 0), 2: (0x80, 0xBF, 1), 3: (0x80, 0xBF, 2), 4: (0xA0, 0xBF, 1),
+                 5: (0x80, 0x9F, 1), 6: (0x90, 0xBF, 2), 7: (0x80, 0x8F, 2)}
+
+
+def _utf8_after(state: int, data: bytes) -> int:
+    """The UTF-8 state after ``data`` starting in ``state``, or -1 if ``data`` is invalid there."""
+    if state == 0 and data.isascii():
+        return 0
+    for byte in data:
+        if state:
+            low, high, after = _CONTINUATION[state]
+            if not low <= byte <= high:
+                return -1
+            state = after
+        elif byte < 0x80:
+            continue
+        elif 0xC2 <= byte <= 0xDF:
+            state = 1
+        elif 0xE0 <= byte <= 0xEF:
+            state = {0xE0: 4, 0xED: 5}.get(byte, 2)
+        elif 0xF0 <= byte <= 0xF4:
+            state = {0xF0: 6, 0xF4: 7}.get(byte, 3)
+        else:  # a continuation byte with nothing to continue, or a byte UTF-8 never uses
+            return -1
+    return state
+
+
 class StoryTokenizer:
     """A trained byte-level BPE whose first ids are the control tokens (end of story = 0)."""
 
@@ -49,6 +80,7 @@ class StoryTokenizer:
             b"" if i < self.n_control else bytes(table[c] for c in tokenizer.id_to_token(i))
             for i in range(tokenizer.get_vocab_size())
         ]
+        self._utf8_table: list[list[int]] | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -70,6 +102,18 @@ class StoryTokenizer:
     def token_bytes(self, token_id: int) -> bytes:
         """The raw bytes one token stands for (empty for control tokens)."""
         return self._token_bytes[token_id]
+
+    def utf8_transitions(self) -> list[list[int]]:
+        """``table[state][token]``: the UTF-8 state after ``token`` (see :data:`UTF8_STATES`),
+        or -1 when its bytes cannot follow there (the end of story only follows whole text)."""
+        if self._utf8_table is None:
+            self._utf8_table = [
+                [_utf8_after(state, data) for data in self._token_bytes]
+                for state in range(UTF8_STATES)
+            ]
+            for state in range(1, UTF8_STATES):
+                self._utf8_table[state][self.eos_id] = -1
+        return self._utf8_table
 
     def stream_decoder(self) -> StreamDecoder:
         """A decoder that turns token ids into text pieces without ever splitting a character."""
@@ -108,8 +152,10 @@ class StreamDecoder:
         return self._utf8.decode(self._tokenizer.token_bytes(token_id))
 
     def flush(self) -> str:
-        """Whatever is left at the end (an incomplete character becomes U+FFFD)."""
-        return self._utf8.decode(b"", final=True)
+        """End the text: an incomplete last character (a story cut off in the middle of one) is
+        dropped, never shown as U+FFFD."""
+        self._utf8.reset()
+        return ""
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> StoryTokenizer:

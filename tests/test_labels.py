@@ -326,6 +326,7 @@ def test_parse_characters_normalises() -> None:
         "McDonald", "O'Neil", "Mary-Jane", "Mary ann",
     )
     assert parse_characters("zo\u00eb") == ("Zo\u00eb",)  # non-ASCII letters are letters
+    assert parse_characters("Zoe\u0308, e\u0301lodie") == ("Zo\u00eb", "\u00c9lodie")  # composed
     assert parse_characters("") == ()
     assert parse_characters(" , ") == ()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import random
 from pathlib import Path
 
 import pytest
@@ -55,13 +57,37 @@ def test_stream_decoder_never_emits_broken_characters(tokenizer: StoryTokenizer,
         assert "" in pieces[:-1]
 
 
-def test_stream_decoder_replaces_an_unfinished_character_at_the_end(
+def test_stream_decoder_drops_an_unfinished_character_at_the_end(
         tokenizer: StoryTokenizer) -> None:
-    ids = tokenizer.encode("🐉")
+    ids = tokenizer.encode("A🐉")
     decoder = tokenizer.stream_decoder()
     partial = "".join(decoder.add(i) for i in ids[:-1])
-    assert partial == ""
-    assert decoder.flush() == "\ufffd"
+    assert partial == "A"
+    assert decoder.flush() == ""  # never U+FFFD
+    assert decoder.add(tokenizer.encode("B")[0]) == "B"
+
+
+def test_utf8_transitions_accept_exactly_the_valid_byte_streams(
+        tokenizer: StoryTokenizer) -> None:
+    # Random token sequences: the table's verdict at every step equals a strict UTF-8 decoder's.
+    table = tokenizer.utf8_transitions()
+    rng = random.Random(0)
+    for _ in range(300):
+        state, check = 0, codecs.getincrementaldecoder("utf-8")("strict")
+        for _ in range(6):
+            token = rng.randrange(tokenizer.n_control, tokenizer.vocab_size)
+            try:
+                check.decode(tokenizer.token_bytes(token))
+                valid = True
+            except UnicodeDecodeError:
+                valid = False
+            state = table[state][token]
+            assert (state >= 0) == valid
+            if not valid:
+                break
+        else:
+            assert (state == 0) == (check.getstate()[0] == b"")
+    assert all(table[state][tokenizer.eos_id] == -1 for state in range(1, len(table)))
 
 
 def test_save_and_load_keep_the_same_tokenizer(tokenizer: StoryTokenizer, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from ..prefix import field_values
 
@@ -53,14 +54,14 @@ def parse_characters(text: str) -> tuple[str, ...]:
     """Parse a comma-separated list of character names given by a user.
 
     ``" alice ,  bob "`` -> ``("Alice", "Bob")``: names are stripped (inner runs of spaces
-    collapsed), empty entries and case-insensitive duplicates dropped, the user's casing kept
-    except that the first letter is capitalised.  Raises ``ValueError`` for a name with
-    characters other than letters, spaces, hyphens and apostrophes, a name longer than
-    :data:`MAX_NAME_LENGTH` characters, or more than :data:`MAX_CHARACTERS` names.
+    collapsed, accents composed: NFC), empty entries and case-insensitive duplicates dropped,
+    the user's casing kept except that the first letter is capitalised.  Raises ``ValueError``
+    for a name with characters other than letters, spaces, hyphens and apostrophes, a name
+    longer than :data:`MAX_NAME_LENGTH` characters, or more than :data:`MAX_CHARACTERS` names.
     """
     names: list[str] = []
     seen: set[str] = set()
-    for part in (text or "").split(","):
+    for part in unicodedata.normalize("NFC", text or "").split(","):
         name = " ".join(part.split())
         if not name:
             continue
