@@ -26,6 +26,10 @@ from .train import evaluate
 CHARACTER_SETS: tuple[tuple[str, ...], ...] = (
     ("Alice", "Bob"), ("Zara", "Milo"), ("Aiko", "Kofi"), ("Priya",), ("Mateo", "Ines", "Sven"),
 )
+#: The same with accents and other Latin letters, which the tokenizer spells in pieces.
+ACCENTED_CHARACTER_SETS: tuple[tuple[str, ...], ...] = (
+    ("Zoë", "Élodie"), ("Søren",), ("Anaïs", "José"), ("Siobhán", "Łucja"),
+)
 
 
 @dataclass
@@ -94,7 +98,8 @@ def conditioning_report(model: StoryModel | Decoder, tokenizer: StoryTokenizer,
     base_seed = options.seed or 0
     settings: list[tuple[str, str | tuple[str, ...]]] = [
         *(("theme", v) for v in lab.THEMES), *(("tone", v) for v in lab.TONES),
-        *(("genre", v) for v in lab.GENRES), *(("characters", c) for c in CHARACTER_SETS)]
+        *(("genre", v) for v in lab.GENRES),
+        *(("characters", c) for c in CHARACTER_SETS + ACCENTED_CHARACTER_SETS)]
     total = (len(settings) + 1) * stories_per_setting
     done = 0
 

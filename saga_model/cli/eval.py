@@ -67,8 +67,11 @@ def _adherence_table(rows: list[Adherence], per_setting: int) -> list[str]:
                      f"{r.unconditioned:>15.0%}{label:>15}")
     styles = [r for r in rows if r.field != "characters"]
     names = [r for r in rows if r.field == "characters"]
+    accented = [r for r in names if not r.value.isascii()]
+    plain = [r for r in names if r.value.isascii()]
     lines.append(
-        f"characters requested appear in {_mean(r.conditioned for r in names):.0%} of stories; "
+        f"characters requested appear in {_mean(r.conditioned for r in plain):.0%} of stories "
+        f"(names with accents: {_mean(r.conditioned for r in accented):.0%}); "
         f"theme/tone/genre keywords: {_mean(r.conditioned for r in styles):.0%} when "
         f"requested vs {_mean(r.unconditioned for r in styles):.0%} when not")
     return lines
