@@ -99,6 +99,10 @@ class TrainingState:
     elapsed_seconds: float = 0.0
     best_val_loss: float | None = None
     best_step: int | None = None
+    #: Sum and count of the losses since the last logged one: the first loss logged after a
+    #: resume then averages the same steps as in an unbroken run.
+    window_loss: float = 0.0
+    window_steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -134,7 +138,59 @@ def prune_checkpoints(output_dir: str | Path, keep: int, protect: int | None) ->
     checkpoints = list_checkpoints(output_dir)
     for path in checkpoints[: max(0, len(checkpoints) - keep)]:
         if protect is None or path.name != f"step_{protect:07d}":
-            shutil.rmtree(path, ignore_errors=True)
+            _discard(path)
+
+
+def _discard(path: Path) -> None:
+    """Delete a folder so that a crash half-way leaves only a leftover that
+    :func:`remove_leftovers` recognises: renamed first (atomically), then deleted."""
+    trash = path.with_name(f".{path.name}.{os.getpid()}.discarded.tmp")
+    try:
+        os.replace(path, trash)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _is_leftover(path: Path) -> bool:
+    """A temporary file or folder of an interrupted write, or a half-deleted checkpoint."""
+    name = path.name
+    if name.startswith(".") and (".tmp" in name or ".old-" in name):
+        return True
+    return path.parent.name == CHECKPOINTS and _STEP_DIR.match(name) is not None and not (
+        path / STATE).is_file()
+
+
+def remove_leftovers(output_dir: str | Path) -> list[Path]:
+    """Delete what a run killed while writing left behind in ``output_dir`` (temporary files
+    and folders of checkpoints, models and the final model; checkpoints half-deleted while
+    pruning) and return their paths. Only for a folder no other process is writing."""
+    out = Path(output_dir)
+    folders = [out, out / CHECKPOINTS, *(p for p in out.iterdir() if p.is_dir())] \
+        if out.is_dir() else []
+    removed = []
+    for folder in dict.fromkeys(folders):
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if _is_leftover(path):
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def check_checkpoint(checkpoint: Path) -> None:
+    """Read every file of a checkpoint; :class:`SagaError` says what is damaged."""
+    load_training_state(checkpoint)
+    config = ModelConfig.load(checkpoint / CONFIG)
+    StoryTokenizer.load(checkpoint / TOKENIZER)
+    weights, _ = load_arrays(checkpoint / WEIGHTS)
+    apply_weights(StoryModel(config), weights, checkpoint / WEIGHTS)
+    if not (checkpoint / OPTIMIZER).is_file():
+        raise SagaError(f"{checkpoint / OPTIMIZER} is missing")
+    for arrays in sorted(checkpoint.glob("*.safetensors")):  # the optimizer's, any others
+        load_arrays(arrays)
 
 
 def load_training_state(checkpoint: Path) -> tuple[TrainingState, dict[str, Any]]:

@@ -217,6 +217,14 @@ class _LossWindow:
         self.total = self.total + loss
         self.steps += 1
 
+    def resume(self, state: ckpt.TrainingState) -> None:
+        """Continue the window a checkpoint was written in."""
+        self.total, self.steps = mx.array(state.window_loss, mx.float32), state.window_steps
+
+    def store(self, state: ckpt.TrainingState) -> None:
+        """Record the window in ``state``, for the next checkpoint."""
+        state.window_loss, state.window_steps = float(self.total.item()), self.steps
+
 
 def _setup(data: PreparedData, tokenizer: StoryTokenizer, out: Path, model_config: ModelConfig,
            cfg: TrainConfig, resume_from: Path | None, callbacks: Sequence[Callback],
@@ -410,6 +418,7 @@ def run_training(
     vote = StopVote(run.world)
     reason = "completed"
     window = _LossWindow()
+    window.resume(state)
     run_start = time.perf_counter() - state.elapsed_seconds
     batch = _batch(run, state.step)
     while state.step < cfg.steps:
@@ -430,9 +439,11 @@ def run_training(
                 reason = "early stop"
                 break
         if cfg.save_every and state.step % cfg.save_every == 0 and state.step < cfg.steps:
+            window.store(state)
             _checkpoint(run)
 
     vote.settle()
     mx.eval(run.compiled_state)
     state.elapsed_seconds = time.perf_counter() - run_start
+    window.store(state)
     return _finish(run, reason)

@@ -274,7 +274,7 @@ def test_read_only_checkpoint_folder_is_one_line(tmp_path: Path) -> None:
          "--config", "tiny", "--steps", "10", "--batch_size", "2", "--eval_every", "0",
          "--save_every", "5", "--quiet"], capture_output=True, text=True, timeout=300)
     assert_clean_failure(result, "train", "Permission denied")
-    assert not list((out / ckpt.CHECKPOINTS).iterdir())
+    assert [p.name for p in out.rglob("*")] == [ckpt.CHECKPOINTS]  # no half-made run left
 
 
 def test_web_page_served_as_the_dataset_is_refused(tmp_path: Path) -> None:

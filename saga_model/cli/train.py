@@ -6,6 +6,8 @@ rank 0 prints and writes files (see docs/distributed.md).
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -13,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import checkpoint as ckpt
+from ..atomic import atomic_write_text
 from ..config import PRESETS, ModelConfig, TrainConfig, read_json
 from ..data import prepare_data
 from ..distributed import current_world, exit_when_stuck
 from ..errors import SagaError
 from ..metrics import Callback, EvalMetrics, MetricsLogger, StepMetrics, TrainSummary
-from ..paths import METRICS_FILE, format_duration, token_cache_dir
+from ..paths import BEST_DIR, METRICS_FILE, format_duration, token_cache_dir
 from ..tokenizer import StoryTokenizer
 from ..train import run_training
 from .common import (
@@ -106,6 +109,54 @@ def _recorded_data_dir(out: Path) -> str:
     return run["data_dir"]
 
 
+def _newest_intact(checkpoints: list[Path], status: StatusLine, move_damaged: bool) -> Path:
+    """The newest checkpoint whose files all read back; damaged newer ones are moved aside
+    (renamed ``damaged-step_N``, out of the run's way) with a message."""
+    for path in reversed(checkpoints):
+        try:
+            ckpt.check_checkpoint(path)
+        except SagaError as exc:
+            if move_damaged:
+                os.replace(path, path.with_name(f"damaged-{path.name}"))
+            status.print(f"checkpoint {path.name} is damaged ({exc}); moved aside as "
+                         f"damaged-{path.name}")
+            continue
+        return path
+    raise SagaError(f"no intact checkpoint to resume in {checkpoints[0].parent}: start a "
+                    "new run")
+
+
+def _drop_metrics_after(path: Path, step: int) -> None:
+    """Forget the metrics a killed run logged after the checkpoint it resumes from (and a
+    line cut short by the kill), so that no step appears twice on a chart."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict) and not (isinstance(event.get("step"), int)
+                                            and event["step"] > step):
+            kept.append(line)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _remove_unfinished_run(out: Path, created: bool) -> None:
+    """After a new run failed before its first checkpoint or model: remove the files it
+    started with (tokenizer, run description, metrics), and the folder if it made it."""
+    if ckpt.list_checkpoints(out) or (out / BEST_DIR).exists():
+        return
+    for name in (ckpt.TOKENIZER, RUN_FILE, METRICS_FILE):
+        (out / name).unlink(missing_ok=True)
+    checkpoints = out / ckpt.CHECKPOINTS
+    if checkpoints.is_dir() and not any(checkpoints.iterdir()) and created:
+        checkpoints.rmdir()
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
 def _overrides(args: Any) -> dict[str, Any]:
     return {name: getattr(args, name) for name in _TRAIN_FLAGS if getattr(args, name) is not None}
 
@@ -165,15 +216,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_writable_dir(out, "--output_dir")
     if args.cache_dir:
         check_writable_dir(args.cache_dir, "--cache_dir")
+    status = StatusLine(quiet=args.quiet or not world.is_main)
+    if world.is_main:
+        leftovers = ckpt.remove_leftovers(out)
+        if leftovers:
+            status.print(f"removed {len(leftovers)} leftover(s) of an interrupted run: "
+                         f"{', '.join(p.name for p in leftovers[:3])}")
     existing = ckpt.list_checkpoints(out)
     overrides = _overrides(args)
     tokenizer: StoryTokenizer | None = None
     resume_from = None
+    created = not out.exists()
     if args.resume:
         if not existing:
             raise SagaError(f"nothing to resume in {out}: it has no checkpoints")
-        resume_from = existing[-1]
-        _, saved_train = ckpt.load_training_state(resume_from)
+        resume_from = _newest_intact(existing, status, move_damaged=world.is_main)
+        resumed_state, saved_train = ckpt.load_training_state(resume_from)
+        if world.is_main:
+            _drop_metrics_after(out / METRICS_FILE, resumed_state.step)
         train_cfg = _train_config(saved_train, overrides)
         model_cfg = ModelConfig.load(resume_from / ckpt.CONFIG)
         tokenizer = StoryTokenizer.load(resume_from / ckpt.TOKENIZER)
@@ -196,7 +256,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             tokenizer = StoryTokenizer.load(args.tokenizer_path)
 
     world.check_batch_size(train_cfg.batch_size)
-    status = StatusLine(quiet=args.quiet or not world.is_main)
     # Stop requests (Ctrl-C, SIGTERM from the TUI) are honoured from here on: one that arrives
     # while data is prepared stops the run before its first step, with a resumable checkpoint.
     stop = threading.Event()
@@ -219,23 +278,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     status.close()
     if resume_from is None:
         model_cfg.vocab_size = tokenizer.vocab_size
-    if world.is_main:
-        if resume_from is None:
-            out.mkdir(parents=True, exist_ok=True)
-            tokenizer.save(out / ckpt.TOKENIZER)
-            (out / METRICS_FILE).unlink(missing_ok=True)
-        ckpt.write_json(out / RUN_FILE, {
-            "data_dir": str(Path(data_dir).resolve()), "model_config": model_cfg.to_dict(),
-            "train_config": train_cfg.to_dict(), "sample_tokens": args.sample_tokens,
-        })
-
-    if world.is_distributed:
-        exit_when_stuck(STOP_GRACE_SECONDS, world.rank)
-    summary = run_training(
-        data, tokenizer, out, model_cfg, train_cfg, resume_from=resume_from,
-        callbacks=[MetricsLogger(out / METRICS_FILE), ConsoleReport(status)],
-        stop_event=stop, sample_tokens=args.sample_tokens, world=world,
-    )
+    try:
+        if world.is_main:
+            if resume_from is None:
+                out.mkdir(parents=True, exist_ok=True)
+                tokenizer.save(out / ckpt.TOKENIZER)
+                (out / METRICS_FILE).unlink(missing_ok=True)
+            ckpt.write_json(out / RUN_FILE, {
+                "data_dir": str(Path(data_dir).resolve()), "model_config": model_cfg.to_dict(),
+                "train_config": train_cfg.to_dict(), "sample_tokens": args.sample_tokens,
+            })
+        if world.is_distributed:
+            exit_when_stuck(STOP_GRACE_SECONDS, world.rank)
+        summary = run_training(
+            data, tokenizer, out, model_cfg, train_cfg, resume_from=resume_from,
+            callbacks=[MetricsLogger(out / METRICS_FILE), ConsoleReport(status)],
+            stop_event=stop, sample_tokens=args.sample_tokens, world=world,
+        )
+    except BaseException:
+        if world.is_main and resume_from is None:
+            _remove_unfinished_run(out, created)
+        raise
     if not world.is_main:
         return 0
     best = (f"best val loss {summary.best_val_loss:.4f} at step {summary.best_step}"
