@@ -13,6 +13,8 @@ the differences are device time:
   ``benchmarks/loss_variants.py`` (the logits' gradient formed by hand in one pass);
 * ``logits recomputed, N rows a chunk``: the same with ``chunk_rows=N``: no logits kept for
   the backward pass;
+* ``GELU derivative by autodiff``: the step with ``nn.gelu_approx`` (autodiff's derivative)
+  in place of the model's ``gelu_approx`` (its derivative written out);
 * ``no attention``: ``mx.fast.scaled_dot_product_attention`` replaced by its values
   (an ablation: not a model anyone would train);
 * PyTorch's step (``torch_reference``, compiled, bf16 autocast) in the same run.
@@ -49,6 +51,7 @@ from benchmarks.train_throughput import (
     release_memory,
     timed_run,
 )
+from saga_model import model as model_module
 from saga_model.config import PRESETS, ModelConfig, TrainConfig
 from saga_model.model import StoryModel
 from saga_model.train import build_train_step, loss_terms, make_optimizer
@@ -84,15 +87,18 @@ def values_only(q: mx.array, k: mx.array, v: mx.array, **_: Any) -> mx.array:
 
 
 @contextmanager
-def attention_as(function: Callable[..., mx.array] | None) -> Iterator[None]:
-    """Run with ``mx.fast.scaled_dot_product_attention`` replaced by ``function``."""
-    original = mx.fast.scaled_dot_product_attention
-    if function is not None:
-        mx.fast.scaled_dot_product_attention = function
+def patched(patch: tuple[Any, str, Any] | None) -> Iterator[None]:
+    """Run with ``owner.attribute`` replaced (``patch`` is ``(owner, attribute, value)``)."""
+    if patch is None:
+        yield
+        return
+    owner, attribute, value = patch
+    original = getattr(owner, attribute)
+    setattr(owner, attribute, value)
     try:
         yield
     finally:
-        mx.fast.scaled_dot_product_attention = original
+        setattr(owner, attribute, original)
 
 
 def make_step(model: StoryModel, optimizer: optim.Optimizer, loss: Loss, grad_clip: float,
@@ -115,8 +121,8 @@ def make_step(model: StoryModel, optimizer: optim.Optimizer, loss: Loss, grad_cl
     return step, state
 
 
-#: name -> (loss, step mode, attention replacement); None loss: the project's own step.
-VARIANTS: dict[str, tuple[Loss | None, str, Callable[..., mx.array] | None]] = {
+#: name -> (loss, step mode, patch while tracing); None loss: the project's own step.
+VARIANTS: dict[str, tuple[Loss | None, str, tuple[Any, str, Any] | None]] = {
     "step": (None, "update", None),
     "no optimizer": (project_loss, "grad", None),
     "forward + loss": (project_loss, "forward", None),
@@ -125,7 +131,9 @@ VARIANTS: dict[str, tuple[Loss | None, str, Callable[..., mx.array] | None]] = {
     "logits recomputed, 4,096 rows a chunk": (hand_written_gradient_loss(4096), "update", None),
     "logits recomputed, 32,768 rows a chunk": (hand_written_gradient_loss(32768), "update",
                                                None),
-    "no attention": (None, "update", values_only),
+    "GELU derivative by autodiff": (None, "update", (model_module, "gelu_approx",
+                                                     nn.gelu_approx)),
+    "no attention": (None, "update", (mx.fast, "scaled_dot_product_attention", values_only)),
 }
 #: Variants whose GPU kernels ``--profile`` lists.
 PROFILED = ("step", "hand-written loss gradient")
@@ -134,7 +142,7 @@ PROFILED = ("step", "hand-written loss gradient")
 def prepare_variant(name: str, cfg: ModelConfig, batch_size: int, precision: str,
                     batches: Batches) -> tuple[Callable[[int], None], Callable[[], None]]:
     """``run_step(index)`` and ``sync()`` of one variant, on batches resident on the device."""
-    loss, mode, attention = VARIANTS[name]
+    loss, mode, patch = VARIANTS[name]
     train_cfg = TrainConfig(batch_size=batch_size, precision=precision, steps=100_000)
     mx.random.seed(train_cfg.seed)
     model = StoryModel(cfg)
@@ -151,7 +159,7 @@ def prepare_variant(name: str, cfg: ModelConfig, batch_size: int, precision: str
         step, state = make_step(model, optimizer, loss, train_cfg.grad_clip, mode)
 
     def run_step(index: int) -> None:
-        with attention_as(attention):
+        with patched(patch):
             out = step(resident[index % len(resident)])
         mx.async_eval(state, out)
 
