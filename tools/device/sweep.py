@@ -37,6 +37,8 @@ def summarise(name: str, args: str, run_dir: Path, code: int, wall: float) -> di
     evals = [e for e in events if e["event"] == "eval"]
     steps = [e for e in events if e["event"] == "step"]
     best = min(evals, key=lambda e: e["val_loss"]) if evals else None
+    averaged = [e for e in evals if e.get("ema_val_loss") is not None]
+    best_ema = min(averaged, key=lambda e: e["ema_val_loss"]) if averaged else None
     end = next((e for e in reversed(events) if e["event"] == "end"), {})
     rates = sorted(e["tokens_per_sec"] for e in steps[1:])  # the first window includes compiling
     return {
@@ -45,6 +47,9 @@ def summarise(name: str, args: str, run_dir: Path, code: int, wall: float) -> di
         "best_val_loss": best and round(best["val_loss"], 4),
         "best_val_bpb": best and round(best["val_bpb"], 4), "best_step": best and best["step"],
         "last_val_loss": evals[-1]["val_loss"] if evals else None,
+        "best_ema_val_loss": best_ema and round(best_ema["ema_val_loss"], 4),
+        "best_ema_val_bpb": best_ema and round(best_ema["ema_val_bpb"], 4),
+        "best_ema_step": best_ema and best_ema["step"],
         "median_tokens_per_sec": rates[len(rates) // 2] if rates else None,
         "train_seconds": end.get("elapsed"), "tokens_seen": end.get("tokens_seen"),
         "evals": [(e["step"], round(e["val_loss"], 4)) for e in evals],
