@@ -90,8 +90,8 @@ def make_prompts(count: int, seed: int) -> list[Prompt]:
         else:
             names = tuple(rng.sample(people, n_names))
             cast = list(names)
-        who = {0: "", 1: f" The main character is {cast[0]}."}.get(
-            len(cast), f" The main characters are {' and '.join(cast)}.")
+        who = (f" The main characters are {' and '.join(cast)}." if len(cast) > 1
+               else "".join(f" The main character is {c}." for c in cast))
         text = (f"Write a short, simple story for young children about "
                 f"{THEME_WORDS[theme]}. The story is {TONE_WORDS[tone]}. "
                 f"{rng.choice(GENRE_SENTENCES[genre])}{who} It has a {rng.choice(OBJECTS)} "
