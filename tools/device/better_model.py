@@ -1,7 +1,7 @@
 """The runs behind the default model's second round (docs/default-model/round-2.json).
 
 On the device machine, in two steps (each a plain ``grain-train`` process per run, all sharing
-one GPU; see docs/default-model/README section of the model card):
+one GPU; results in the model card, "Round 2"):
 
     python tools/device/better_model.py real --data D --work W --budget 540
         starts the runs on the real stories only (cosine and WSD schedules, each with an EMA
