@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,10 +112,16 @@ class TrainingState:
 
 def save_checkpoint(output_dir: str | Path, model: StoryModel, optimizer: optim.Optimizer,
                     tokenizer: StoryTokenizer, state: TrainingState,
-                    train_config: dict[str, Any]) -> Path:
-    """Write ``checkpoints/step_NNNNNN`` atomically and return its path."""
+                    train_config: dict[str, Any],
+                    write_extra: Callable[[Path], None] | None = None) -> Path:
+    """Write ``checkpoints/step_NNNNNN`` atomically and return its path.
+
+    ``write_extra(folder)`` may add files of its own before the checkpoint is complete.
+    """
     target = Path(output_dir) / CHECKPOINTS / f"step_{state.step:07d}"
     with atomic_directory(target) as tmp:
+        if write_extra is not None:
+            write_extra(tmp)
         save_model(tmp, model, tokenizer)
         optimizer_arrays = dict(tree_flatten(optimizer.state))
         _write_safetensors(tmp / OPTIMIZER, optimizer_arrays)

@@ -352,10 +352,10 @@ def _checkpoint(run: _Run) -> None:
     """Write a resumable checkpoint (rank 0 only) and prune the old ones."""
     if not run.world.is_main:
         return
-    path = ckpt.save_checkpoint(run.out, run.model, run.optimizer, run.tokenizer, run.state,
-                                run.cfg.to_dict())
-    if run.average is not None:
-        run.average.save(path / EMA_FILE)
+    average = run.average
+    path = ckpt.save_checkpoint(
+        run.out, run.model, run.optimizer, run.tokenizer, run.state, run.cfg.to_dict(),
+        write_extra=(lambda folder: average.save(folder / EMA_FILE)) if average else None)
     ckpt.prune_checkpoints(run.out, run.cfg.keep_checkpoints, run.state.best_step)
     for cb in run.callbacks:
         cb.on_checkpoint(run.state.step, path)
