@@ -24,7 +24,7 @@ NO_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 LONG_NAME = "A" * 100_000
 
 COMMANDS = {"generate": "saga_model.cli.generate", "eval": "saga_model.cli.eval",
-            "train": "saga_model.cli.train", "data": "saga_model.cli.data"}
+            "train": "saga_model.cli.train", "data": "saga_model.cli.data", "tui": "tui"}
 
 # (command, arguments, a fragment of the expected message); {placeholders} are files made by
 # the `workdir` fixture, {model} the tiny trained model, {corpus} the fixture stories.
@@ -111,6 +111,17 @@ CASES: list[tuple[str, list[str], str]] = [
     ("data", ["download", "tinystories", "--base_url", "ftp://example.org"], "https://"),
     ("data", ["download", "tinystories", "--base_url", "http://"], "name a host"),
     ("data", ["download", "tinystories", "--dest", "{text_file}"], "cannot create"),
+    # grain-tui: the story flags are checked before the app starts
+    ("tui", ["--inline", "--seed", "-1", "--model", "{model}"], "seed must be >= 0"),
+    ("tui", ["--inline", "--temperature", "nan", "--model", "{model}"], "must be a finite"),
+    ("tui", ["--inline", "--temperature", "inf", "--model", "{model}"], "must be a finite"),
+    ("tui", ["--inline", "--top_p", "2", "--model", "{model}"], "top_p must be in (0, 1]"),
+    ("tui", ["--inline", "--max_tokens", "0", "--model", "{model}"], "max_tokens must be > 0"),
+    ("tui", ["--inline", "--theme", "pirates", "--model", "{model}"], "unknown theme"),
+    ("tui", ["--inline", "--characters", LONG_NAME, "--model", "{model}"], "too long"),
+    ("tui", ["--inline", "--model", "{empty_dir}"], "no model in"),
+    ("tui", ["--seed", "3"], "need --inline"),
+    ("tui", ["--bogus"], "unrecognized arguments"),
 ]
 
 PERMISSION_CASES: list[tuple[str, list[str], str]] = [
@@ -293,3 +304,46 @@ def test_web_page_served_as_the_dataset_is_refused(tmp_path: Path) -> None:
         hub.server_close()
     assert_clean_failure(result, "data", "sent a web page instead of the file")
     assert not (tmp_path / "ts").exists()
+
+
+@pytest.mark.asyncio
+async def test_any_error_while_writing_ends_the_inline_app_with_a_message(
+        tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only SagaError: an unexpected error reaches the screen instead of a hang."""
+    import saga_model
+    from tui.inline import InlineStoryApp
+    from tui.session import StoryJob, new_story
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("expected non-negative integer")
+
+    monkeypatch.setattr(saga_model, "stream_story", broken)
+    request, options = new_story(max_tokens=5)
+    app = InlineStoryApp(StoryJob(request, options, tiny_run, "tiny"))
+    async with app.run_test() as pilot:
+        for _ in range(500):
+            if app.error is not None:
+                break
+            await pilot.pause(0.02)
+    assert app.error == "The story could not be written: ValueError: expected non-negative " \
+        "integer"
+
+
+def test_preferences_ignore_and_never_save_values_the_model_refuses(tmp_path: Path) -> None:
+    from tui.prefs import StorySettings, load_preferences, save_preferences
+
+    path = tmp_path / "preferences.toml"
+    path.write_text("[story]\ntemperature = nan\ntop_p = 7.0\nmax_tokens = 60\n"
+                    "seed = -4\n[speech]\nrate = inf\n")
+    loaded = load_preferences(path)
+    defaults = StorySettings()
+    story = loaded.prefs.story
+    assert (story.temperature, story.top_p, story.max_tokens, story.seed) == (
+        defaults.temperature, defaults.top_p, 60, None)
+    assert loaded.warning is not None
+    for name in ("story.temperature", "story.top_p", "story.seed", "speech.rate"):
+        assert name in loaded.warning
+    story.temperature = float("nan")  # as typed into the form
+    save_preferences(path, loaded.prefs)
+    assert "nan" not in path.read_text()
+    assert load_preferences(path).warning is None

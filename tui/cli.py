@@ -13,7 +13,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from saga_model import GENRES, THEMES, TONES, SagaError
 
@@ -25,9 +25,16 @@ _STORY_FLAGS = ("theme", "tone", "genre", "characters", "opening", "temperature"
                 "max_tokens", "seed", "model")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors in one line on stderr, exit code 2, like the other commands."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command's flags."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="grain-tui", description="Grain de Saga's storyteller for the terminal. Without "
         "options it opens the full-screen app.")
     parser.add_argument("--inline", action="store_true",

@@ -6,7 +6,9 @@ is moved aside (never deleted) and the app starts from defaults with a message f
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
 import os
 import time
 import tomllib
@@ -17,7 +19,7 @@ from typing import Any
 
 import tomli_w
 
-from saga_model import SamplingOptions, atomic_write_text
+from saga_model import SagaError, SamplingOptions, atomic_write_text
 
 _SAMPLING = SamplingOptions()  # the model package's defaults, the only ones
 DARK_THEME = "textual-dark"
@@ -103,6 +105,8 @@ def _coerce(annotation: Any, value: Any) -> tuple[bool, Any]:
         return bool in allowed, value
     if isinstance(value, int) and float in allowed:
         return True, float(value)
+    if isinstance(value, float) and not math.isfinite(value):  # TOML allows nan and inf
+        return False, value
     return any(isinstance(value, t) for t in allowed if isinstance(t, type)), value
 
 
@@ -169,6 +173,7 @@ def load_preferences(path: Path) -> LoadedPreferences:
                                         "Starting from the default settings.")
     problems: list[str] = []
     _fill(prefs, data, "", problems)
+    problems += [f"story.{name}" for name in _reset_invalid_sampling(prefs.story)]
     warning = None
     if problems:
         warning = f"Ignored invalid preference values: {', '.join(problems)}."
@@ -182,6 +187,22 @@ def _without_none(value: Any) -> Any:
     return value
 
 
+def _reset_invalid_sampling(story: StorySettings) -> list[str]:
+    """Put back the default of each sampling setting the model would refuse (NaN, a negative
+    temperature, top_p above 1, ...); returns their names."""
+    reset = []
+    for name in ("temperature", "top_p", "max_tokens", "seed"):
+        try:
+            SamplingOptions(**{name: getattr(story, name)})
+        except (SagaError, TypeError):
+            setattr(story, name, getattr(StorySettings(), name))
+            reset.append(name)
+    return reset
+
+
 def save_preferences(path: Path, prefs: Preferences) -> None:
-    """Write preferences atomically (readers see the old file or the new one, never half)."""
+    """Write preferences atomically (readers see the old file or the new one, never half);
+    sampling settings the model would refuse are saved as their defaults."""
+    prefs = copy.deepcopy(prefs)
+    _reset_invalid_sampling(prefs.story)
     atomic_write_text(path, tomli_w.dumps(_without_none(dataclasses.asdict(prefs))))

@@ -321,8 +321,15 @@ class StorySession:
         """Write ``job``'s story, handing each piece to ``show`` (from the model's thread) as
         soon as it is written; returns the last update, or ``None`` if ``cancelled()`` became
         true (nothing is shown after that). Raises :class:`SagaError` if the model cannot be
-        loaded or the settings do not suit it."""
-        return run_in_fresh_thread(lambda: self._tell(job, show, cancelled))
+        loaded, the settings do not suit it, or writing fails in any other way (an error the
+        screens could not show would leave them waiting forever)."""
+        try:
+            return run_in_fresh_thread(lambda: self._tell(job, show, cancelled))
+        except SagaError:
+            raise
+        except Exception as exc:
+            raise SagaError(f"The story could not be written: {type(exc).__name__}: "
+                            f"{exc}") from None
 
     def _tell(self, job: StoryJob, show: Callable[[StoryUpdate], None],
               cancelled: Callable[[], bool]) -> StoryUpdate | None:

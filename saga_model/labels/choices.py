@@ -67,7 +67,7 @@ def parse_characters(text: str) -> tuple[str, ...]:
             continue
         if len(name) > MAX_NAME_LENGTH:
             raise ValueError(
-                f"character name {name!r} is too long ({len(name)} characters, "
+                f"character name '{name[:MAX_NAME_LENGTH]}…' is too long ({len(name)} characters, "
                 f"at most {MAX_NAME_LENGTH})"
             )
         if not _NAME_OK_RE.match(name):
