@@ -96,7 +96,7 @@ def machine_info(torch_module: Any = None) -> dict[str, Any]:
         else None,
         "mlx": package_version("mlx") or getattr(mx, "__version__", None),
         "mlx_device": str(device),
-        "mlx_blas": blas_in_use,
+        "mlx_blas": blas_in_use(),
         "numpy": np.__version__,
         "numpy_blas": _numpy_blas(),
         "git_commit": _git("rev-parse", "--short", "HEAD"),

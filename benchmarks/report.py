@@ -1,4 +1,5 @@
-"""Render the tables of ``docs/performance.md`` from ``benchmarks/results/*.json``.
+"""Render the tables of ``docs/performance.md`` (and ``docs/teach.md``) from
+``benchmarks/results/*.json``.
 
 The document marks each generated block with ``<!-- report.py: begin NAME -->`` and
 ``<!-- report.py: end NAME -->``; only the text between the markers is replaced, so the prose
@@ -20,6 +21,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
+#: Every document with generated blocks.
+DOCS = (DOC, ROOT / "docs" / "teach.md")
 RESULTS = ROOT / "benchmarks" / "results"
 GPU_COMMAND = ("PYTHONPATH=/tmp/site:. python3 benchmarks/train_throughput.py --device gpu "
                "--out $OUT/train_gpu.json")
@@ -300,6 +303,48 @@ def render_prepare(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_blas(data: dict[str, Any]) -> str:
+    """Matrix-product GFLOP/s and training steps/s of MLX with each BLAS on the CPU."""
+    shapes = {s["name"]: s for s in data["settings"]["shapes"]}
+    rows = [[r["blas"], r.get("error") or r.get("blas_in_use", ""), _num(r.get("gemm_gflops")),
+             _num(r.get("tiny_steps_per_sec")), _num(r.get("seed_steps_per_sec")),
+             _num(r.get("seed_speedup_vs_bundled")),
+             ", ".join(str(x) for x in r.get("load_average_1m", []))]
+            for r in data["results"]]
+    tiny, seed = shapes["tiny"], shapes["seed"]
+    return "\n".join([
+        machine_line(data), "",
+        _table(["BLAS", "loaded", "512² GEMM GFLOP/s", "tiny steps/s", "seed steps/s",
+                "seed x bundled", "load average at start"], rows), "",
+        f"Training steps of `grain-train`: tiny preset at batch {tiny['batch_size']} x "
+        f"{tiny['context']} tokens, the shipped model's shape at batch {seed['batch_size']} x "
+        f"{seed['context']}; median of {data['settings']['rounds']} interleaved rounds, each "
+        "BLAS in a fresh process."])
+
+
+def render_teach(data: dict[str, Any]) -> str:
+    """The family set before and after teaching: losses, names in new stories, time."""
+    rows = [[r["variant"], r.get("flags") or "-",
+             f"{r['steps']} (best {r['best_step']})" if "steps" in r else "-",
+             _num(r.get("wall_seconds")), _num(r.get("cpu_seconds")),
+             _num(r["family_heldout_loss"]), _num(r.get("tinystories_loss")),
+             _pct(r["asked_both_names"]), _pct(r["asked_granny_bee"]),
+             _pct(r["asked_thistle_farm"]), _pct(r["unprompted_any_family_term"])]
+            for r in data["results"]]
+    s = data["settings"]
+    return "\n".join([
+        machine_line(data), "",
+        _table(["model", "flags", "steps", "wall s", "CPU s", "family held-out loss",
+                "TinyStories loss", "asked: both names", "asked: + Granny Bee",
+                "asked: + Thistle Farm", "unprompted: any family name"], rows), "",
+        f"Losses in nats/token on the 8 held-out family stories and on "
+        f"{s['tinystories_stories'] or 'all'} TinyStories validation stories (forgetting). "
+        f"Name shares over {s['stories']} stories of at most {s['max_tokens']} tokens each, "
+        f"asked for (characters {', '.join(s['asked'])}) or with no setting at all. Wall time "
+        "is the whole `grain-train` command (data, stories told for replay, training, "
+        "evaluations, saving)."])
+
+
 BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "train_throughput_gpu": ("train_throughput_gpu.json", render_train, GPU_COMMAND),
     "train_throughput_cpu": ("train_throughput_cpu.json", render_train,
@@ -312,6 +357,12 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
                             "PYTHONPATH=/tmp/site:. python3 benchmarks/train_breakdown.py"),
     "prepare_scale_cpu": ("prepare_scale.json", render_prepare,
                           "python benchmarks/prepare_scale.py --size_mb 2048"),
+    "blas_choice_cpu": ("blas_choice_cpu.json", render_blas, "python benchmarks/blas_choice.py"),
+    "teach_family_gpu": ("teach_family_gpu.json", render_teach,
+                         "PYTHONPATH=/tmp/site:. python3 benchmarks/teach_family.py "
+                         "--variants defaults --out $OUT/teach_family_gpu.json"),
+    "teach_family_cpu": ("teach_family_cpu.json", render_teach,
+                         "python benchmarks/teach_family.py --variants defaults"),
 }
 
 
@@ -338,22 +389,25 @@ def update(text: str, results: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Rewrite (or, with --check, verify) the generated blocks of the document."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--doc", type=Path, action="append",
+                        help=f"the document (default: {', '.join(d.name for d in DOCS)})")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--check", action="store_true", help="fail if the doc is out of date")
     args = parser.parse_args(argv)
-    text = args.doc.read_text(encoding="utf-8")
-    updated = update(text, args.results)
-    if args.check:
-        if updated != text:
-            print(f"{args.doc} is out of date: run python benchmarks/report.py",
-                  file=sys.stderr)
-            return 1
-        return 0
-    if updated != text:
-        args.doc.write_text(updated, encoding="utf-8")
-        print(f"updated {args.doc}")
-    return 0
+    stale = []
+    for doc in args.doc or DOCS:
+        text = doc.read_text(encoding="utf-8")
+        updated = update(text, args.results)
+        if updated == text:
+            continue
+        if args.check:
+            stale.append(doc)
+        else:
+            doc.write_text(updated, encoding="utf-8")
+            print(f"updated {doc}")
+    for doc in stale:
+        print(f"{doc} is out of date: run python benchmarks/report.py", file=sys.stderr)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -1,68 +1,119 @@
-"""Use the system OpenBLAS for MLX matrix products on Linux.
+"""Give MLX a fast BLAS on Linux: a system OpenBLAS, else Intel MKL from its pip wheel.
 
-The Linux ``mlx[cpu]`` wheel ships the reference (netlib) BLAS, which multiplies
-matrices at a few GFLOP/s. Loading an optimised OpenBLAS into the global symbol
-namespace *before* MLX is first imported makes MLX resolve ``cblas_sgemm`` to it:
-about 20x faster matrix products and about 6x faster training on CPU.
+The Linux ``mlx[cpu]`` wheel ships the reference (netlib) BLAS, which multiplies matrices at a
+few GFLOP/s. Loading an optimised library that exports the standard ``cblas_*`` names into the
+global symbol namespace *before* MLX is first imported makes MLX resolve ``cblas_sgemm`` to it.
+Two are looked for, in this order (``benchmarks/blas_choice.py`` measures them):
 
-This module must be imported before ``mlx``; ``saga_model/__init__.py`` does that.
-It does nothing on macOS (MLX uses Accelerate and Metal there), when MLX was
-already imported, or when ``GRAIN_NO_OPENBLAS=1`` is set.
+1. a system OpenBLAS (``apt-get install libopenblas0-pthread``, Fedora, conda);
+2. Intel MKL's ``libmkl_rt`` from the ``mkl`` wheel, which ``pip install`` brings on Linux
+   x86-64 (``pyproject.toml``), so a plain pip install trains fast without root.
+
+``GRAIN_BLAS`` overrides the choice: ``openblas``, ``mkl``, ``bundled`` (MLX's own) or the path
+of a library; ``GRAIN_NO_OPENBLAS=1`` is the same as ``GRAIN_BLAS=bundled``.
+
+This module must be imported before ``mlx``; ``saga_model/__init__.py`` does that. It does
+nothing on macOS (MLX uses Accelerate and Metal there) or when MLX was already imported.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.metadata
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # Where Debian/Ubuntu (libopenblas0-pthread), Fedora and conda put the library.
-_CANDIDATES = (
+_SYSTEM_OPENBLAS = (
     "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
     "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
     "/usr/lib64/libopenblas.so.0",
     "/usr/lib/libopenblas.so.0",
 )
+_MKL_NAMES = ("libmkl_rt.so.3", "libmkl_rt.so.2")
+#: The reference BLAS of the mlx[cpu] wheel, used when nothing faster loads.
+BUNDLED = "bundled reference BLAS"
 
-#: Human-readable description of the BLAS that MLX uses in this process.
-blas_in_use: str = "platform default"
+_in_use = "platform default"
 
 
-def _find_openblas() -> str | None:
-    """Return the path of a system OpenBLAS, or None when none is installed."""
+def blas_in_use() -> str:
+    """Which BLAS MLX's CPU matrix products use in this process, in words."""
+    return _in_use
+
+
+def openblas_paths() -> list[str]:
+    """Existing system OpenBLAS libraries (conda's first), most preferred first."""
     prefix = os.environ.get("CONDA_PREFIX")
     candidates = [f"{prefix}/lib/libopenblas.so.0"] if prefix else []
-    candidates += list(_CANDIDATES)
-    for path in candidates:
-        if Path(path).exists():
-            return path
-    return ctypes.util.find_library("openblas")
+    candidates += list(_SYSTEM_OPENBLAS)
+    found = [path for path in candidates if Path(path).exists()]
+    if not found and (name := ctypes.util.find_library("openblas")):
+        found.append(name)
+    return found
 
 
-def _preload() -> None:
-    global blas_in_use
-    if sys.platform != "linux":
-        blas_in_use = "Accelerate (macOS)" if sys.platform == "darwin" else "platform default"
-        return
-    if os.environ.get("GRAIN_NO_OPENBLAS") == "1":
-        blas_in_use = "bundled reference BLAS (GRAIN_NO_OPENBLAS=1)"
-        return
-    if "mlx.core" in sys.modules:
-        blas_in_use = "bundled reference BLAS (mlx was imported before saga_model)"
-        return
-    path = _find_openblas()
-    if path is None:
-        blas_in_use = ("bundled reference BLAS (install libopenblas0-pthread for ~20x faster "
-                       "CPU math)")
-        return
+def mkl_paths() -> list[str]:
+    """``libmkl_rt`` of the ``mkl`` wheel (installed under the environment's ``lib/``)."""
+    candidates = []
     try:
-        ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-    except OSError as exc:
-        blas_in_use = f"bundled reference BLAS (could not load {path}: {exc})"
-        return
-    blas_in_use = f"OpenBLAS ({path})"
+        files = importlib.metadata.distribution("mkl").files or []
+        candidates += [str(f.locate()) for f in files if Path(str(f)).name in _MKL_NAMES]
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        candidates += [str(Path(prefix, "lib", name)) for name in _MKL_NAMES]
+    return [str(Path(p).resolve()) for p in dict.fromkeys(candidates) if Path(p).is_file()]
 
 
-_preload()
+def _preferences(request: str) -> list[tuple[str, list[str]]]:
+    """(kind, library paths) to try in order for a ``GRAIN_BLAS`` value."""
+    if request == "openblas":
+        return [("OpenBLAS", openblas_paths())]
+    if request == "mkl":
+        return [("MKL", mkl_paths())]
+    if request not in ("", "auto"):
+        return [("BLAS", [request])]
+    return [("OpenBLAS", openblas_paths()), ("MKL", mkl_paths())]
+
+
+def load_first(choices: Sequence[tuple[str, Sequence[str]]],
+               load: Callable[[str], object] | None = None) -> str:
+    """Load the first library of ``choices`` that loads; describe what MLX will use.
+
+    ``load`` opens a library into the global namespace (``ctypes.CDLL`` with RTLD_GLOBAL by
+    default). Libraries that fail to load are named in the description of the fallback.
+    """
+    load = load or (lambda path: ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL))
+    failures = []
+    for kind, paths in choices:
+        for path in paths:
+            try:
+                load(path)
+            except OSError as exc:
+                failures.append(f"could not load {path}: {exc}")
+                continue
+            return f"{kind} ({path})"
+    if failures:
+        return f"{BUNDLED} ({'; '.join(failures)})"
+    return f"{BUNDLED} (pip install mkl, or apt-get install libopenblas0-pthread, for ~20x " \
+           "faster CPU math)"
+
+
+def _choose() -> str:
+    if sys.platform != "linux":
+        return "Accelerate (macOS)" if sys.platform == "darwin" else "platform default"
+    if os.environ.get("GRAIN_NO_OPENBLAS") == "1":
+        return f"{BUNDLED} (GRAIN_NO_OPENBLAS=1)"
+    request = os.environ.get("GRAIN_BLAS", "auto").strip()
+    if request == "bundled":
+        return f"{BUNDLED} (GRAIN_BLAS=bundled)"
+    if "mlx.core" in sys.modules:
+        return f"{BUNDLED} (mlx was imported before saga_model)"
+    return load_first(_preferences(request))
+
+
+_in_use = _choose()

@@ -227,9 +227,10 @@ class _LossWindow:
 
 
 def _setup(data: PreparedData, tokenizer: StoryTokenizer, out: Path, model_config: ModelConfig,
-           cfg: TrainConfig, resume_from: Path | None, callbacks: Sequence[Callback],
-           sample_tokens: int, world: World) -> _Run:
-    """Build the model and optimizer (from ``resume_from`` if given) and the compiled step."""
+           cfg: TrainConfig, resume_from: Path | None, init_from: Path | None,
+           callbacks: Sequence[Callback], sample_tokens: int, world: World) -> _Run:
+    """Build the model and optimizer (from ``resume_from`` if given, else starting from the
+    weights file ``init_from`` if given) and the compiled step."""
     world.check_batch_size(cfg.batch_size)
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -245,6 +246,9 @@ def _setup(data: PreparedData, tokenizer: StoryTokenizer, out: Path, model_confi
         ckpt.load_optimizer_state(optimizer, resume_from)
         state, _ = ckpt.load_training_state(resume_from)
     else:
+        if init_from is not None:
+            weights, _ = ckpt.load_arrays(init_from)
+            ckpt.apply_weights(model, weights, init_from)
         optimizer.init(model.trainable_parameters())
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     if average is not None and resume_from is not None and (resume_from / EMA_FILE).is_file():
@@ -389,6 +393,7 @@ def run_training(
     train_config: TrainConfig,
     *,
     resume_from: Path | None = None,
+    init_from: Path | None = None,
     callbacks: Sequence[Callback] = (),
     stop_event: threading.Event | None = None,
     sample_tokens: int = 0,
@@ -399,7 +404,8 @@ def run_training(
     Returns when ``train_config.steps`` are done, ``max_minutes`` have passed, validation stopped
     improving for ``patience`` evaluations, or ``stop_event`` is set (a checkpoint is written
     first, so ``resume_from`` can continue exactly). With ``sample_tokens`` each evaluation also
-    reports a short sample story.
+    reports a short sample story. A new run starts from random weights, or from the weights
+    file ``init_from`` (a fine-tune: ``model_config`` must be that model's shape).
 
     ``world`` defaults to the one this process was launched into. In a distributed world
     ``batch_size`` is the global batch (a multiple of the number of ranks), every rank must
@@ -408,8 +414,8 @@ def run_training(
     step, up to :attr:`StopVote.LAG` steps after it was requested.
     """
     cfg = train_config
-    run = _setup(data, tokenizer, Path(output_dir), model_config, cfg, resume_from, callbacks,
-                 sample_tokens, world or current_world())
+    run = _setup(data, tokenizer, Path(output_dir), model_config, cfg, resume_from, init_from,
+                 callbacks, sample_tokens, world or current_world())
     state = run.state
     for cb in run.callbacks:
         cb.on_start(_start_info(run))

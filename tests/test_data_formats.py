@@ -41,7 +41,7 @@ def test_text_jsonl_and_gzip_files_in_one_folder(tmp_path: Path) -> None:
         handle.write(text_of(STORIES[7:10]))
     with gzip.open(tmp_path / "d.jsonl.gz", "wt") as handle:
         handle.write(json.dumps({"text": text_of(STORIES[10:])}))  # separators inside a record
-    (tmp_path / "notes.md").write_text("not a story")
+    (tmp_path / "README.md").write_text("not a story")
     (tmp_path / ".hidden.txt").write_text("not read either")
     (tmp_path / "big.txt.part").write_text("an unfinished download")
     assert read_stories(tmp_path) == STORIES

@@ -9,6 +9,7 @@ its own session, so closing the terminal or losing SSH does not stop it, and a l
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -23,10 +24,14 @@ from saga_model import CHECKPOINTS_DIR, METRICS_FILE, atomic_write_text
 TRAINER_MODULE = "saga_model.cli.train"
 PID_FILE = "pid"
 LOG_FILE = "train.log"
+RUN_FILE = "run.json"
 SAMPLE_TOKENS = 120
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: Flags the form sets itself; "extra flags" may not repeat them.
-_FORM_FLAGS = ("--data_dir", "--output_dir", "--config", "--steps", "--resume", "--quiet")
+_FORM_FLAGS = ("--data_dir", "--output_dir", "--config", "--steps", "--resume", "--quiet",
+               "--init_from")
+#: Flags the "Teach it your stories" dialog sets itself (the trainer picks the steps).
+TEACH_FLAGS = tuple(flag for flag in _FORM_FLAGS if flag != "--steps")
 
 
 class RunError(Exception):
@@ -47,15 +52,16 @@ def validate_run_name(name: str) -> str:
     return name
 
 
-def parse_extra_flags(text: str) -> list[str]:
-    """Extra ``grain-train`` flags typed by the user (shell quoting allowed)."""
+def parse_extra_flags(text: str, set_by_form: tuple[str, ...] = _FORM_FLAGS) -> list[str]:
+    """Extra ``grain-train`` flags typed by the user (shell quoting allowed), none of those
+    the form sets itself (``set_by_form``)."""
     try:
         args = shlex.split(text)
     except ValueError as exc:
         raise RunError(f"extra flags: {exc}") from None
     for arg in args:
         flag = arg.split("=", 1)[0]
-        if flag in _FORM_FLAGS:
+        if flag in set_by_form:
             raise RunError(f"extra flags: {flag} is set by the form, remove it from the flags")
     return args
 
@@ -132,13 +138,29 @@ class TrainingRun:
 
     def start(self, data_dir: Path, preset: str, steps: int, extra: list[str]) -> None:
         """Start a new run in this (new or empty) folder."""
+        self._check_new(data_dir)
+        self._launch(["--data_dir", str(data_dir.resolve()), "--config", preset,
+                      "--steps", str(steps), *extra])
+
+    def teach(self, data_dir: Path, base: Path, extra: list[str]) -> None:
+        """Start teaching the model ``base`` the stories of ``data_dir`` in this new folder
+        (``grain-train --init_from``, with its settings for small story sets)."""
+        self._check_new(data_dir)
+        self._launch(["--data_dir", str(data_dir.resolve()), "--init_from", str(base), *extra])
+
+    def is_teaching(self) -> bool:
+        """Whether this run fine-tunes an existing model (its settings are the trainer's)."""
+        try:
+            return bool(json.loads((self.folder / RUN_FILE).read_text()).get("init_from"))
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def _check_new(self, data_dir: Path) -> None:
         if self.has_checkpoints():
             raise RunError(f"a run named {self.name!r} already exists: resume it or choose "
                            "another name")
         if not data_dir.exists():
             raise RunError(f"data directory not found: {data_dir}")
-        self._launch(["--data_dir", str(data_dir.resolve()), "--config", preset,
-                      "--steps", str(steps), *extra])
 
     def resume(self, steps: int | None, extra: list[str]) -> None:
         """Continue the run from its newest checkpoint (up to ``steps`` in total if given)."""

@@ -64,7 +64,7 @@ def version_text(prog: str) -> str:
     from .. import __version__
 
     return (f"{prog} {__version__} (mlx {mx.__version__}, device {mx.default_device()}, "
-            f"BLAS: {blas_in_use})")
+            f"BLAS: {blas_in_use()})")
 
 
 def finite_float(text: str) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Sequence
@@ -20,6 +21,15 @@ from ..config import PRESETS, ModelConfig, TrainConfig, read_json
 from ..data import prepare_data
 from ..distributed import current_world, exit_when_stuck
 from ..errors import SagaError
+from ..finetune import (
+    FINETUNE_DEFAULTS,
+    REPLAY_DIR,
+    REPLAY_PER_STORY,
+    BaseModel,
+    check_same_shape,
+    load_base,
+    replay_data,
+)
 from ..metrics import Callback, EvalMetrics, MetricsLogger, StepMetrics, TrainSummary
 from ..paths import BEST_DIR, METRICS_FILE, format_duration, token_cache_dir
 from ..tokenizer import StoryTokenizer
@@ -70,13 +80,21 @@ _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
 def build_parser() -> ArgumentParser:
     """The command's flags."""
     parser = ArgumentParser(prog=PROG, description="Train a Grain de Saga story model.")
-    parser.add_argument("--data_dir", help="a file or folder of stories: .txt (separated by "
-                        "<|endoftext|> lines, or one per file), .jsonl (a text field), "
-                        ".parquet; each may be .gz")
+    parser.add_argument("--data_dir", help="a file or folder of stories: .txt or .md "
+                        "(separated by <|endoftext|> lines, or one per file), .jsonl (a text "
+                        "field), .parquet; each may be .gz")
     parser.add_argument("--output_dir", default="output",
                         help="where checkpoints, metrics.jsonl and the final model go")
-    parser.add_argument("--config", default="seed",
-                        help=f"model shape: a preset ({', '.join(PRESETS)}) or a JSON file")
+    parser.add_argument("--config",
+                        help=f"model shape: a preset ({', '.join(PRESETS)}) or a JSON file "
+                        "(default: seed)")
+    parser.add_argument("--init_from", metavar="shipped|PATH",
+                        help="fine-tune: start from this model (its weights, tokenizer and "
+                        "shape) with settings for small story sets; see docs/teach.md")
+    parser.add_argument("--replay", type=finite_float,
+                        help="with --init_from: stories told by the base model mixed in per "
+                        f"training story, against forgetting (default {REPLAY_PER_STORY:g}; "
+                        "0 = none)")
     parser.add_argument("--dropout", type=finite_float, help="dropout rate of the model")
     parser.add_argument("--context_length", type=int, help="context length in tokens")
     parser.add_argument("--resume", action="store_true",
@@ -150,11 +168,30 @@ def _remove_unfinished_run(out: Path, created: bool) -> None:
         return
     for name in (ckpt.TOKENIZER, RUN_FILE, METRICS_FILE):
         (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / REPLAY_DIR, ignore_errors=True)
     checkpoints = out / ckpt.CHECKPOINTS
     if checkpoints.is_dir() and not any(checkpoints.iterdir()) and created:
         checkpoints.rmdir()
     if created and out.is_dir() and not any(out.iterdir()):
         out.rmdir()
+
+
+def _recorded_init_from(out: Path) -> str | None:
+    """The base model a resumed run was taught from (None for a run from scratch)."""
+    if not (out / RUN_FILE).is_file():
+        return None
+    value = read_json(out / RUN_FILE, "run description").get("init_from")
+    return value if isinstance(value, str) else None
+
+
+def _finetune_shape(base: BaseModel, args: Any, shape_overrides: dict[str, Any]) -> ModelConfig:
+    """The base model's shape, with only dropout changeable; any other change is refused."""
+    if args.config:
+        check_same_shape(base, _model_config(args.config), "--config")
+    if args.context_length not in (None, base.config.context_length):
+        raise SagaError(f"--context_length {args.context_length} does not match the base "
+                        f"model's {base.config.context_length}: leave it out with --init_from")
+    return ModelConfig.from_dict({**base.config.to_dict(), **shape_overrides})
 
 
 def _overrides(args: Any) -> dict[str, Any]:
@@ -226,6 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = _overrides(args)
     tokenizer: StoryTokenizer | None = None
     resume_from = None
+    base: BaseModel | None = None
+    init_from: str | None = None
+    replay_count = 0
+    replay_share = REPLAY_PER_STORY if args.replay is None else args.replay
+    if args.init_from and args.resume:
+        raise SagaError("--init_from starts a new run: leave it out with --resume")
+    if replay_share < 0:
+        raise SagaError("--replay must be 0 or more")
     created = not out.exists()
     if args.resume:
         if not existing:
@@ -238,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_cfg = ModelConfig.load(resume_from / ckpt.CONFIG)
         tokenizer = StoryTokenizer.load(resume_from / ckpt.TOKENIZER)
         data_dir = args.data_dir or _recorded_data_dir(out)
+        init_from = _recorded_init_from(out)
+        replay_count = len(list((out / REPLAY_DIR).glob("*.txt")))
     else:
         if existing:
             raise SagaError(f"{out} already holds a training run (step "
@@ -246,14 +293,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.data_dir:
             raise SagaError("--data_dir is required (a folder or file of stories)")
         data_dir = args.data_dir
-        model_cfg = _model_config(args.config)
         shape_overrides = {k: v for k, v in (("dropout", args.dropout),
                                              ("context_length", args.context_length))
                            if v is not None}
-        model_cfg = ModelConfig.from_dict({**model_cfg.to_dict(), **shape_overrides})
-        train_cfg = _train_config({}, overrides)
-        if args.tokenizer_path:
-            tokenizer = StoryTokenizer.load(args.tokenizer_path)
+        if args.init_from:
+            base = load_base(args.init_from, args.tokenizer_path)
+            init_from = base.name
+            model_cfg = _finetune_shape(base, args, shape_overrides)
+            tokenizer = base.tokenizer
+            train_cfg = _train_config(FINETUNE_DEFAULTS, overrides)
+        else:
+            model_cfg = _model_config(args.config or "seed")
+            model_cfg = ModelConfig.from_dict({**model_cfg.to_dict(), **shape_overrides})
+            train_cfg = _train_config({}, overrides)
+            if args.tokenizer_path:
+                tokenizer = StoryTokenizer.load(args.tokenizer_path)
 
     world.check_batch_size(train_cfg.batch_size)
     # Stop requests (Ctrl-C, SIGTERM from the TUI) are honoured from here on: one that arrives
@@ -267,16 +321,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else token_cache_dir()
     with world.one_at_a_time():  # the ranks of one host share the token cache: fill it once
         tokenizer, data = prepare_data(
-            data_dir, Path(args.cache_dir) if args.cache_dir else token_cache_dir(),
+            data_dir, cache_dir,
             tokenizer=tokenizer, vocab_size=model_cfg.vocab_size, seed=train_cfg.seed,
             field_dropout=train_cfg.field_dropout, name_swap=train_cfg.name_swap,
             augment_copies=train_cfg.augment_copies, valid_fraction=train_cfg.valid_fraction,
             progress=status.progress,
         )
+        if base is not None and replay_share > 0:
+            replay_count = max(2, round(replay_share * len(data.train.starts)
+                                        / train_cfg.augment_copies))
+        if replay_count:
+            data = replay_data(data, out / REPLAY_DIR, tokenizer, cache_dir, train_cfg,
+                               base=base, count=replay_count, progress=status.progress)
     status.close()
-    if resume_from is None:
+    if resume_from is None and base is None:
         model_cfg.vocab_size = tokenizer.vocab_size
     try:
         if world.is_main:
@@ -286,12 +347,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 (out / METRICS_FILE).unlink(missing_ok=True)
             ckpt.write_json(out / RUN_FILE, {
                 "data_dir": str(Path(data_dir).resolve()), "model_config": model_cfg.to_dict(),
+                "init_from": init_from,
                 "train_config": train_cfg.to_dict(), "sample_tokens": args.sample_tokens,
             })
         if world.is_distributed:
             exit_when_stuck(STOP_GRACE_SECONDS, world.rank)
         summary = run_training(
             data, tokenizer, out, model_cfg, train_cfg, resume_from=resume_from,
+            init_from=base.weights_file if base is not None else None,
             callbacks=[MetricsLogger(out / METRICS_FILE), ConsoleReport(status)],
             stop_event=stop, sample_tokens=args.sample_tokens, world=world,
         )

@@ -26,7 +26,7 @@ _JOB_CHARS = 1_000_000
 _READ_CHARS = 1 << 20
 _VALID_NAME = re.compile(r"(^|[-_.])(valid|validation|val|dev)$")
 #: Story file formats read from a directory (a single file of any other name is read as text).
-_FORMATS = {".txt": "text", ".jsonl": "jsonl", ".parquet": "parquet",
+_FORMATS = {".txt": "text", ".md": "text", ".jsonl": "jsonl", ".parquet": "parquet",
             ".txt.gz": "text", ".jsonl.gz": "jsonl"}
 _PYARROW_MISSING = "reading .parquet needs pyarrow: pip install 'grain-de-saga[parquet]'"
 
@@ -47,10 +47,11 @@ def _story_files(path: Path) -> list[Path]:
         raise SagaError(f"data path not found: {path}")
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.rglob("*")
-                   if p.is_file() and not p.name.startswith(".") and _suffix(p))
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+                   and _suffix(p) and p.stem.lower() != "readme")
     if not files:
-        raise SagaError(f"no .txt files (nor .jsonl, .parquet, or .gz of these) found in {path}")
+        raise SagaError(f"no .txt files (nor .md, .jsonl, .parquet, or .gz of these) found "
+                        f"in {path}")
     return files
 
 
@@ -93,9 +94,12 @@ def _separated(texts: Iterable[str]) -> Iterator[str]:
         yield from (part for part in text.split(SEPARATOR) if part.strip())
 
 
-def _text_file_stories(text: TextIO) -> Iterator[str]:
+def _text_file_stories(text: TextIO, file: Path) -> Iterator[str]:
     pending = ""
     while chunk := text.read(_READ_CHARS):
+        if "\x00" in chunk or chunk.count("\ufffd") > len(chunk) // 20:
+            raise SagaError(f"{file} is not a text file (it holds binary data): remove it from "
+                            "the data folder")
         parts = (pending + chunk).split(SEPARATOR)
         pending = parts.pop()
         yield from (part for part in parts if part.strip())
@@ -144,7 +148,7 @@ def _file_stories(file: Path, position: Callable[[int], None]) -> Iterator[str]:
     try:
         text = _text_stream(stream)
         stories = (_jsonl_file_stories(text, file) if kind == "jsonl"
-                   else _text_file_stories(text))
+                   else _text_file_stories(text, file))
         for story in stories:
             yield story
             position(raw.tell())

@@ -19,6 +19,7 @@ from textual.widgets import Button, Footer, Input, Select
 from saga_model import EvalMetrics, MetricsReader
 
 from ..metrics import RunProgress, run_state
+from ..models import discover_models
 from ..paths import runs_dir
 from ..runs import (
     RunError,
@@ -36,6 +37,7 @@ from ..widgets.story_view import StoryView
 from ..widgets.training_form import TrainingForm
 from .base import GrainScreen
 from .confirm import ConfirmDialog
+from .teach import TeachDialog, TeachRequest
 
 POLL_SECONDS = 0.5
 NO_RUN = ("No training run yet. Fill in the data folder (a .txt file or a folder of stories), "
@@ -58,6 +60,9 @@ class TrainingScreen(GrainScreen):
         Binding("ctrl+r", "resume", "Resume",
                 tooltip="Resume the followed run from its last checkpoint", priority=True,
                 id="resume-training"),
+        Binding("ctrl+o", "teach", "Teach",
+                tooltip="Teach it your stories: fine-tune a model on a folder of your stories",
+                priority=True, id="teach-stories"),
     ]
 
     def __init__(self) -> None:
@@ -85,6 +90,7 @@ class TrainingScreen(GrainScreen):
                     yield Button("Start", id="start", variant="primary", compact=True)
                     yield Button("Pause", id="pause", compact=True)
                     yield Button("Resume", id="resume", compact=True)
+                yield Button("Teach it your stories", id="teach", compact=True)
             with Vertical(id="dashboard"):
                 yield RunStats(id="run-stats")
                 yield LossChart(id="loss-chart")
@@ -194,10 +200,7 @@ class TrainingScreen(GrainScreen):
         except RunError as exc:
             self.notify(str(exc), severity="error")
             return
-        busy = [run.name for run in self._runs.values() if run.is_running()]
-        if busy:
-            self.notify(f"Run {busy[0]} is still training: pause it first (escape).",
-                        severity="warning")
+        if self._busy():
             return
         self.grain.prefs.training = new.settings
         self.grain.save_prefs()
@@ -208,8 +211,21 @@ class TrainingScreen(GrainScreen):
         except (RunError, OSError) as exc:
             self.notify(str(exc), title="Cannot start training", severity="error", timeout=10)
             return
-        self._runs[name] = run
         self.query_one("#run-name", Input).value = ""
+        self._started(run)
+
+    def _busy(self) -> bool:
+        """Whether a run is training (only one at a time); says so."""
+        busy = [run.name for run in self._runs.values() if run.is_running()]
+        if busy:
+            self.notify(f"Run {busy[0]} is still training: pause it first (escape).",
+                        severity="warning")
+        return bool(busy)
+
+    def _started(self, run: TrainingRun) -> None:
+        """Follow a run that was just started."""
+        name = run.name
+        self._runs[name] = run
         names = [name, *(n for n in self._runs if n != name)]
         with self.prevent(Select.Changed):
             self.form.set_runs(names, name)
@@ -238,7 +254,7 @@ class TrainingScreen(GrainScreen):
             self.notify("Choose a run to resume first.", severity="warning")
             return
         try:
-            steps = self.form.steps()
+            steps = None if run.is_teaching() else self.form.steps()
             extra = parse_extra_flags(self.query_one("#extra-args", Input).value)
             run.resume(steps, extra)
         except FormError as exc:
@@ -248,8 +264,32 @@ class TrainingScreen(GrainScreen):
             self.notify(str(exc), title="Cannot resume", severity="error", timeout=10)
             return
         self._was_running = True
-        self.notify(f"Resuming {run.name} up to step {steps}.")
+        self.notify(f"Resuming {run.name}" + (f" up to step {steps}." if steps else "."))
         self._poll()
+
+    def action_teach(self) -> None:
+        """Ask for a folder of stories, a model to start from and a name; then teach it."""
+        folder = self.form.query_one("#data-dir", Input).value.strip()
+        self.app.push_screen(TeachDialog(discover_models(runs_dir()), folder), self._teach)
+
+    def _teach(self, request: TeachRequest | None) -> None:
+        if request is None:
+            return
+        if self._busy():
+            return
+        run = self._runs.get(request.name) or TrainingRun(runs_dir() / request.name)
+        try:
+            run.teach(request.data_dir, request.base, request.extra)
+        except (RunError, OSError) as exc:
+            self.notify(str(exc), title="Cannot start teaching", severity="error", timeout=10)
+            return
+        self._started(run)
+        self.notify(f"Teaching {run.name} your stories. When it finishes it is in the Story "
+                    "screen's model picker (F2) under that name.")
+
+    @on(Button.Pressed, "#teach")
+    def _teach_pressed(self) -> None:
+        self.action_teach()
 
     @on(Button.Pressed, "#start")
     def _start_pressed(self) -> None:
