@@ -361,6 +361,10 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "teach_family_gpu": ("teach_family_gpu.json", render_teach,
                          "PYTHONPATH=/tmp/site:. python3 benchmarks/teach_family.py "
                          "--variants defaults --out $OUT/teach_family_gpu.json"),
+    "teach_family_variants_gpu": ("teach_family_variants_gpu.json", render_teach,
+                                  "PYTHONPATH=/tmp/site:. python3 benchmarks/teach_family.py "
+                                  "--variants 'no replay,replay 2,lr 2e-4,lr 1e-3,dropout 0.1' "
+                                  "--jobs 6 --out $OUT/teach_family_variants_gpu.json"),
     "teach_family_cpu": ("teach_family_cpu.json", render_teach,
                          "python benchmarks/teach_family.py --variants defaults"),
 }

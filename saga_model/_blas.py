@@ -1,13 +1,14 @@
-"""Give MLX a fast BLAS on Linux: a system OpenBLAS, else Intel MKL from its pip wheel.
+"""Give MLX a fast BLAS on Linux: Intel MKL from its pip wheel, else a system OpenBLAS.
 
 The Linux ``mlx[cpu]`` wheel ships the reference (netlib) BLAS, which multiplies matrices at a
 few GFLOP/s. Loading an optimised library that exports the standard ``cblas_*`` names into the
 global symbol namespace *before* MLX is first imported makes MLX resolve ``cblas_sgemm`` to it.
-Two are looked for, in this order (``benchmarks/blas_choice.py`` measures them):
+Two are looked for, in this order (``benchmarks/blas_choice.py`` measured MKL faster for
+training than Debian's OpenBLAS on a busy 2-core Xeon; see docs/teach.md):
 
-1. a system OpenBLAS (``apt-get install libopenblas0-pthread``, Fedora, conda);
-2. Intel MKL's ``libmkl_rt`` from the ``mkl`` wheel, which ``pip install`` brings on Linux
-   x86-64 (``pyproject.toml``), so a plain pip install trains fast without root.
+1. Intel MKL's ``libmkl_rt`` from the ``mkl`` wheel, which ``pip install`` brings on Linux
+   x86-64 (``pyproject.toml``), so a plain pip install trains fast without root;
+2. a system OpenBLAS (``apt-get install libopenblas0-pthread``, Fedora, conda), e.g. on ARM.
 
 ``GRAIN_BLAS`` overrides the choice: ``openblas``, ``mkl``, ``bundled`` (MLX's own) or the path
 of a library; ``GRAIN_NO_OPENBLAS=1`` is the same as ``GRAIN_BLAS=bundled``.
@@ -77,7 +78,7 @@ def _preferences(request: str) -> list[tuple[str, list[str]]]:
         return [("MKL", mkl_paths())]
     if request not in ("", "auto"):
         return [("BLAS", [request])]
-    return [("OpenBLAS", openblas_paths()), ("MKL", mkl_paths())]
+    return [("MKL", mkl_paths()), ("OpenBLAS", openblas_paths())]
 
 
 def load_first(choices: Sequence[tuple[str, Sequence[str]]],

@@ -62,3 +62,8 @@ def test_mkl_from_pip_is_found_and_reported_by_version() -> None:
 
 def test_this_process_reports_what_it_loaded() -> None:
     assert blas_in_use() == _blas._in_use and blas_in_use()
+
+
+def test_mkl_is_tried_before_a_system_openblas() -> None:
+    assert [kind for kind, _ in _blas._preferences("auto")] == ["MKL", "OpenBLAS"]
+    assert [kind for kind, _ in _blas._preferences("openblas")] == ["OpenBLAS"]
