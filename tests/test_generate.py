@@ -10,6 +10,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from saga_model import SamplingOptions, StoryModel, StoryRequest, stream_story, tell_story
 from saga_model.checkpoint import load_model
@@ -274,3 +275,8 @@ def test_shipped_model_writes_accented_names() -> None:
         story = tell_story(model, tokenizer, request, SamplingOptions(seed=seed, max_tokens=100))
         assert "\ufffd" not in story
         assert "Zoë" in story and "Élodie" in story, story
+    # The command of the bug report, as a user runs it.
+    result = run_cli("-m", "saga_model.cli.generate", "--characters", "Zoë,Élodie", "--seed", "3",
+                     "--max_tokens", "120", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "\ufffd" not in result.stdout and "Zoë" in result.stdout
