@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 from textual.geometry import Size
 from textual.message import Message
 from textual.notifications import SeverityLevel
@@ -42,7 +43,7 @@ from .screens.training import TrainingScreen
 from .screens.versions import VersionsDialog
 from .session import StorySession
 from .speech import NO_ENGINE, Speaker, export_audio, find_engine, split_sentences
-from .themes import BEDTIME_THEME
+from .themes import BEDTIME_THEME, ThemeProvider
 
 
 class GrainApp(App[None]):
@@ -137,6 +138,13 @@ class GrainApp(App[None]):
         ``markup`` is asked for."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
+    def action_help_quit(self) -> None:
+        """ctrl+c (a habit from other programs): say which key quits, as plain text."""
+        for key, active in self.active_bindings.items():
+            if active.binding.action in ("quit", "app.quit"):
+                self.notify(f"Press {key} to quit the app.", title="Do you want to quit?")
+                return
+
     def on_grain_app_notice(self, message: Notice) -> None:
         """Show a message posted from a background thread."""
         self.notify(message.text, severity=message.severity,
@@ -159,6 +167,20 @@ class GrainApp(App[None]):
             save_preferences(paths.prefs_file(), self.prefs)
         except OSError as exc:
             self.notify(f"Could not save your preferences: {exc}", severity="warning")
+
+    def search_themes(self) -> None:
+        """The palette's theme list (without the bedtime theme; the choice is remembered)."""
+        self.push_screen(CommandPalette(providers=[ThemeProvider],
+                                        placeholder="Search for themes…"))
+
+    def choose_theme(self, name: str) -> None:
+        """Use the theme ``name`` from now on (remembered, like ctrl+t); leaves bedtime mode."""
+        self.prefs.theme = name
+        if self.bedtime:
+            self.action_bedtime()
+            return
+        self._apply_bedtime()
+        self.save_prefs()
 
     def action_toggle_theme(self) -> None:
         """Switch between the dark and the light theme (remembered); in bedtime mode, leave

@@ -121,5 +121,6 @@ def main(argv: Sequence[str] | None = None) -> int | None:
     given = [f"--{name}" for name in _STORY_FLAGS
              if getattr(args, name) != parser.get_default(name)]
     if given:
-        parser.error(f"{', '.join(given)} need --inline (the app has its own form)")
+        verb = "needs" if len(given) == 1 else "need"
+        parser.error(f"{', '.join(given)} {verb} --inline (the app has its own form)")
     return None

@@ -68,8 +68,8 @@ class HelpScreen(ModalScreen[None]):
                     for keys, text in rows:
                         yield Static(Content(keys), classes="help-keys")
                         yield Static(Content(text))
-            yield Static("Change a key in preferences.toml: [keymap] then id = \"key\", e.g. "
-                         "generate = \"ctrl+w\". escape, F1 or q closes this help.",
+            yield Static(Content("Change a key in preferences.toml: [keymap] then id = \"key\", "
+                                 "e.g. generate = \"ctrl+w\". escape, F1 or q closes this help."),
                          classes="dialog-hint")
 
     def action_close(self) -> None:

@@ -15,6 +15,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.markup import escape
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Select, Static
 
 from ..highlight import marked_content, marked_text
@@ -225,8 +226,14 @@ class LibraryScreen(GrainScreen):
 
     def action_read(self) -> None:
         """Read the highlighted story full screen (escape returns)."""
-        if self._current() is not None:
-            self.maximize(self.query_one("#library-story", StoryView))
+        story = self.query_one("#library-story", StoryView)
+        if self._current() is not None and self.maximize(story, container=False):
+            story.focus()  # the keys scroll the story, not the hidden list
+
+    def watch_maximized(self, maximized: Widget | None) -> None:
+        """Back from reading full screen: the list has the keys again."""
+        if maximized is None:
+            self.table.focus()
 
     def action_tell_again(self) -> None:
         """Tell the highlighted story again on the Story screen: the very same story."""

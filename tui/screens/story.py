@@ -212,7 +212,8 @@ class StoryScreen(GrainScreen):
                 self.notify(f"No trained model yet: press {self.key('show-training')} to train "
                             "one.", title="Welcome to Grain de Saga", timeout=8)
             return
-        self._show_ready()
+        if not self.view.text:  # a story on screen stays (the next one uses this model)
+            self._show_ready()
         self.status.show(f"loading {model_label(path, self._choices)}…")
         self._run_id += 1
         # After the first frame: importing MLX in a thread would hold the GIL while it paints.
@@ -534,10 +535,31 @@ class StoryScreen(GrainScreen):
         return True
 
     def action_save(self) -> None:
-        """Save the story in the library under a title the user confirms."""
-        if self._keepable():
-            self.app.push_screen(PromptDialog("Save in the library as", self._title()),
-                                 self._save)
+        """Save the story in the library under a title the user confirms (not again when the
+        library already holds it: saved before, told again, or a version that added nothing)."""
+        if not self._keepable():
+            return
+        same = self._same_in_library()
+        if same is not None:
+            self.notify(f"“{same.title}” is already in the library with this very text "
+                        f"({self.key('show-library')}).", severity="warning")
+            return
+        self.app.push_screen(PromptDialog("Save in the library as", self._title()), self._save)
+
+    def _same_in_library(self) -> SavedStory | None:
+        """The library story with the text on screen, among the one saved (or told again) and
+        the one this is a version of."""
+        text = self.view.text.strip()
+        ids = {story_id for story_id in (self._saved.id if self._saved else None,
+                                         self._job.parent_id if self._job else None) if story_id}
+        for story_id in ids:
+            try:
+                story = self.grain.library.get(story_id)
+            except LibraryError:
+                return None
+            if story is not None and story.text.strip() == text:
+                return story
+        return None
 
     def _save(self, title: str | None) -> None:
         story = self._story(title) if title else None

@@ -14,7 +14,7 @@ class GenerationStatus(Static):
         """Show ``state`` and, when known, the count and speed."""
         parts = [state]
         if n_tokens is not None:
-            parts.append(f"{n_tokens} tokens")
+            parts.append(f"{n_tokens} token{'' if n_tokens == 1 else 's'}")
         if tokens_per_sec is not None:
             parts.append(f"{tokens_per_sec:.0f}/s")
         self.update(Content(" · ".join(parts)))

@@ -50,8 +50,10 @@ class StorySettingsForm(Grid):
         """One label and one field per row."""
         s = self.settings
         yield Label("Model")
-        yield Select(self._model_options(), value=self._model_value(), allow_blank=True,
-                     prompt="no model yet", compact=True, disabled=not self.models, id="model")
+        # "no model yet" only while there is none: never a choice beside real models.
+        yield Select(self._model_options(), value=self._model_value(),
+                     allow_blank=not self.models, prompt="no model yet", compact=True,
+                     disabled=not self.models, id="model")
         for field_id, values in (("theme", THEMES), ("tone", TONES), ("genre", GENRES)):
             current = getattr(s, field_id)
             yield Label(field_id.capitalize())
@@ -75,14 +77,16 @@ class StorySettingsForm(Grid):
         return [(choice.label, str(choice.path)) for choice in self.models]
 
     def _model_value(self) -> str | object:
-        known = {str(choice.path) for choice in self.models}
-        return str(self.model) if self.model is not None and str(self.model) in known \
-            else Select.NULL
+        known = [str(choice.path) for choice in self.models]
+        if self.model is not None and str(self.model) in known:
+            return str(self.model)
+        return known[0] if known else Select.NULL
 
     def set_models(self, models: list[ModelChoice], model: Path | None) -> None:
         """Offer these models and select ``model`` (if it is one of them)."""
         self.models, self.model = models, model
         select = self.query_one("#model", Select)
+        select._allow_blank = not models  # Textual has no public setter for it
         select.set_options(self._model_options())
         select.value = self._model_value()
         select.disabled = not models

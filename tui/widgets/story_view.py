@@ -23,8 +23,10 @@ class StoryView(VerticalScroll, can_focus=True):
 
     While a story is written the view follows its end, also when the text re-wraps (the
     scrollbar appearing narrows it), until the user scrolls up; scrolling back to the bottom
-    follows again.
+    follows again. It can be maximized to read a story full screen.
     """
+
+    ALLOW_MAXIMIZE = True
 
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
