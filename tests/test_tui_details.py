@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from conftest import run_cli
 from textual.command import CommandList, CommandPalette
-from textual.widgets import DataTable, Select
+from textual.widgets import DataTable, Input, Select
 from textual.widgets._select import SelectOverlay
+from textual.widgets._toast import Toast
 from tui_helpers import AppHome, notifications, wait_for
 
 import saga_model
@@ -193,3 +194,67 @@ def test_a_story_flag_without_inline_says_it_needs_it() -> None:
     assert "--theme needs --inline" in result.stderr
     result = run_cli("-m", "tui", "--theme", "magic", "--seed", "3")
     assert "--theme, --seed need --inline" in result.stderr
+
+
+async def test_a_wide_terminal_shows_a_long_model_name_in_full(app_home: AppHome,
+                                                               tiny_run: Path) -> None:
+    app_home.install_model(tiny_run, name="run-20261202-143000")
+    app = GrainApp()
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.pause()
+        picker = app.screen.query_one("#model", Select)
+        label = str(picker.query_one("SelectCurrent #label").render())
+        assert label == "run-20261202-143000 (final)"
+        assert app.screen.query_one("#settings-pane").outer_size.width >= 56
+
+
+async def test_an_open_list_has_a_frame(app_home: AppHome) -> None:
+    app = GrainApp()
+    async with app.run_test(size=SIZE) as pilot:
+        app.screen.query_one("#theme", Select).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        overlay = app.screen.query_one("#theme", Select).query_one(SelectOverlay)
+        assert overlay.display and overlay.styles.border_left[0] == "round"
+
+
+async def test_notices_are_short_and_stay_clear_of_the_status_line(app_home: AppHome) -> None:
+    app = GrainApp()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await pilot.pause()
+        app.clear_notifications()
+        app.notify("A warning.", severity="warning", timeout=20)
+        await wait_for(pilot, lambda: bool(app.screen.query(Toast)), what="the notice")
+        notice = app.screen.query_one(Toast)
+        assert notice.region.y <= 3  # at the top, under the navigation line
+        await pilot.pause(6.5)
+        assert not app.screen.query(Toast), "a warning stayed longer than 6 s"
+
+
+async def test_export_remembers_the_format_and_stories_keep_a_true_model_label(
+        app_home: AppHome, tmp_path: Path) -> None:
+    library = StoryLibrary(library_file())
+    library.add(SavedStory(title="The red boat", text=STORY, model="run-7 (best so far)",
+                           created_at=datetime(2025, 3, 1, tzinfo=UTC)))
+    library.close()
+    app = GrainApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        await pilot.pause()
+        meta = str(app.screen.query_one("#story-meta").render())
+        assert "run-7 (during training)" in meta and "best so far" not in meta
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        assert app.screen.query_one("#export-format", Select).value == "markdown"
+        app.screen.query_one("#export-format", Select).value = "text"
+        app.screen.query_one("#export-folder", Input).value = str(tmp_path)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: list(tmp_path.glob("*.txt")), what="exported")
+        assert "Model: run-7 (during training)" in next(tmp_path.glob("*.txt")).read_text()
+    app = GrainApp()  # the next time, even after a restart: plain text again
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        await pilot.pause()
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        assert app.screen.query_one("#export-format", Select).value == "text"

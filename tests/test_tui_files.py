@@ -432,15 +432,23 @@ def test_the_shipped_model_comes_first_and_is_chosen_by_default(app_home: AppHom
 
 def test_sentences_are_cut_as_the_text_streams_in() -> None:
     text = 'Zara ran. "Wait!" said Milo… They laughed.\nThe end'
-    assert split_sentences(text) == ["Zara ran.", '"Wait!"', "said Milo…", "They laughed.",
+    assert split_sentences(text) == ["Zara ran.", '"Wait!" said Milo…', "They laughed.",
                                      "The end"]
     splitter = SentenceSplitter()
     spoken = [splitter.feed(piece) for piece in ("Zara ra", "n.", " \"Wait", "!\" said",
                                                  " Milo… They", " laughed.\nThe", " end")]
-    assert spoken == [[], [], ["Zara ran."], ['"Wait!"'], ["said Milo…"], ["They laughed."],
+    assert spoken == [[], [], ["Zara ran."], [], ['"Wait!" said Milo…'], ["They laughed."],
                       []]
     assert splitter.flush() == ["The end"] and splitter.flush() == []
     assert [text[a:b].strip() for a, b in sentence_spans(text)] == split_sentences(text)
+
+
+def test_a_quotation_of_several_sentences_is_one_sentence() -> None:
+    text = 'Tom said, "Let us go. It is late!" Mia nodded. “Come. Now,” she said.\nThe end.'
+    assert split_sentences(text) == ['Tom said, "Let us go. It is late!"', "Mia nodded.",
+                                     "“Come. Now,” she said.", "The end."]
+    assert split_sentences('"Run. Run" he said\nThey ran.') == ['"Run. Run" he said',
+                                                                 "They ran."]
 
 
 def test_engines_are_found_on_path_and_commands_keep_text_off_the_command_line(

@@ -3,11 +3,13 @@ re-attach after a restart, and trainer errors shown in the UI."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 from textual.widgets import Select
+from textual.widgets._select import SelectOverlay
 from tui_helpers import AppHome, notifications, replace_text, wait_for
 
 from tui.app import GrainApp
@@ -91,13 +93,42 @@ async def test_train_quit_reattach_pause_and_resume(app_home: AppHome,
         assert "bedtime" in str(app.screen.query_one("#model", Select).selection)
 
 
-async def test_trainer_errors_are_shown(app_home: AppHome, tmp_path: Path) -> None:
-    empty = tmp_path / "no-stories"
-    empty.mkdir()
+def finished_run(home: AppHome, name: str, sample_step: int) -> None:
+    """A run folder as a finished run leaves it: a checkpoint and an evaluation with a sample."""
+    folder = home.runs / name
+    (folder / "checkpoints" / f"step_{sample_step}").mkdir(parents=True)
+    (folder / "checkpoints" / f"step_{sample_step}" / "state.json").write_text("{}")
+    steps = [{"event": "step", "time": 0, "step": step, "total_steps": sample_step,
+              "loss": 2.5 + 6 * 0.99 ** step, "lr": 1e-3, "grad_norm": 1.0,
+              "tokens_per_sec": 5000.0, "tokens_seen": 2048 * step, "elapsed": 0.86 * step}
+             for step in range(10, sample_step + 1, 10)]
+    evaluation = {"event": "eval", "time": 0, "step": sample_step, "val_loss": 2.7,
+                  "val_bpb": 0.9, "is_best": True, "sample": "Once upon a time there was a cat."}
+    (folder / "metrics.jsonl").write_text(
+        "".join(json.dumps(event) + "\n" for event in [*steps, evaluation]))
+
+
+async def test_the_chart_key_stays_clear_of_the_first_losses(app_home: AppHome) -> None:
+    finished_run(app_home, "earlier", 600)
     app = GrainApp()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f3")
         await pilot.pause()
+        lines = chart(app).splitlines()
+        key = [number for number, line in enumerate(lines) if "train" in line]
+        assert key == [len(lines) - 1] and "valid" in lines[-1]  # under the axis, not inside
+
+
+async def test_trainer_errors_are_shown(app_home: AppHome, tmp_path: Path) -> None:
+    empty = tmp_path / "no-stories"
+    empty.mkdir()
+    finished_run(app_home, "earlier", 600)
+    app = GrainApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        sample = app.screen.query_one("#sample-view")
+        assert sample.border_title == "Sample at step 600"  # the earlier run is followed
         await replace_text(pilot, "data-dir", str(tmp_path / "missing"), paste=True)
         await pilot.press("ctrl+g")
         await pilot.pause()
@@ -109,6 +140,11 @@ async def test_trainer_errors_are_shown(app_home: AppHome, tmp_path: Path) -> No
         await wait_for(pilot, lambda: "failed" in stats(app), timeout=60, what="failure")
         assert "grain-train: error:" in stats(app)
         assert any("grain-train: error:" in m for m in notifications(app))
+        assert sample.border_title == "Latest sample"  # not the earlier run's
+        runs = app.screen.query_one("#run-select", Select)
+        offered = [str(option.prompt) for option in runs.query_one(SelectOverlay).options]
+        assert [name for name in offered if not name.endswith("(failed)")] == ["earlier"]
+        assert str(runs.query_one("SelectCurrent #label").render()).endswith("(failed)")
 
         await replace_text(pilot, "extra-args", "--steps 3")  # set by the form, refused
         await pilot.press("ctrl+g")

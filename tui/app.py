@@ -45,6 +45,9 @@ from .session import StorySession
 from .speech import NO_ENGINE, Speaker, export_audio, find_engine, split_sentences
 from .themes import BEDTIME_THEME, ThemeProvider
 
+#: How long a notice stays (seconds): time to read it, not long enough to pile up.
+NOTICE_SECONDS: dict[SeverityLevel, float] = {"information": 4.0, "warning": 6.0, "error": 10.0}
+
 
 class GrainApp(App[None]):
     """The app: three screens (modes), shared preferences, library and story session."""
@@ -135,7 +138,9 @@ class GrainApp(App[None]):
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
         """Notifications quote paths, titles and errors: they are plain text unless
-        ``markup`` is asked for."""
+        ``markup`` is asked for. They stay at most :data:`NOTICE_SECONDS` (by severity)."""
+        longest = NOTICE_SECONDS[severity]
+        timeout = longest if timeout is None else min(timeout, longest)
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def action_help_quit(self) -> None:
@@ -313,7 +318,10 @@ class GrainApp(App[None]):
         self.run_worker(copy_locally, thread=True, group="clipboard", exit_on_error=False)
 
     def export(self, story: SavedStory, choice: ExportChoice) -> None:
-        """Write a story to a file in the chosen format (audio is recorded in the background)."""
+        """Write a story to a file in the chosen format (audio is recorded in the background);
+        the format is remembered for the next export."""
+        self.prefs.export_format = choice.fmt
+        self.save_prefs()
         if choice.fmt != "audio":
             try:
                 path = export_story(story, choice.folder, choice.fmt)

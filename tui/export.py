@@ -11,6 +11,7 @@ from pathlib import Path
 from saga_model import atomic_write_text
 
 from .library import SavedStory
+from .models import lasting_label
 
 FORMATS = {"markdown": ".md", "text": ".txt", "html": ".html"}
 _PAGE = """<!DOCTYPE html>
@@ -53,7 +54,7 @@ def render(story: SavedStory, fmt: str) -> str:
     a browser or an e-reader; everything from the story is escaped)."""
     details = [f"Settings: {story.settings_line()}"]
     if story.model:
-        details.append(f"Model: {story.model}")
+        details.append(f"Model: {lasting_label(story.model)}")
     details.append(f"Date: {story.local_date()}")
     if fmt == "markdown":
         meta = "\n".join(f"- {line}" for line in details)

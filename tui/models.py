@@ -9,6 +9,8 @@ from pathlib import Path
 import saga_model
 from saga_model import BEST_DIR, WEIGHTS_FILE
 
+BEST_SO_FAR = "best so far"
+
 
 @dataclass(frozen=True)
 class ModelChoice:
@@ -41,9 +43,18 @@ def discover_models(runs_root: Path) -> list[ModelChoice]:
     for run in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True):
         folder = run_model(run)
         if folder is not None:
-            kind = "final" if folder == run else "best so far"
+            kind = "final" if folder == run else BEST_SO_FAR
             choices.append(ModelChoice(f"{run.name} ({kind})", folder))
     return choices
+
+
+def lasting_label(label: str) -> str:
+    """A model's picker label as a saved story keeps showing it: a run's "best so far" was
+    true only while it trained, so it reads "during training" (the fingerprint saved with the
+    story names the exact weights)."""
+    suffix = f" ({BEST_SO_FAR})"
+    return label.removesuffix(suffix) + " (during training)" if label.endswith(suffix) \
+        else label
 
 
 def model_label(path: Path, choices: list[ModelChoice]) -> str:

@@ -83,6 +83,7 @@ class Preferences:
 
     theme: str = DARK_THEME
     model: str = ""
+    export_format: str = "markdown"  # the export dialog's last choice
     story: StorySettings = field(default_factory=StorySettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     speech: SpeechSettings = field(default_factory=SpeechSettings)

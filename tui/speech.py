@@ -25,7 +25,7 @@ ENGINES = ("say", "espeak-ng")
 NO_ENGINE = ("Reading aloud needs a speech engine, and none was found: macOS has `say`; on "
              "Linux install espeak-ng (e.g. `sudo apt install espeak-ng`).")
 #: A sentence ends with . ! ? or … (then closing quotes or brackets) before a space, or at a
-#: line break.
+#: line break; not inside a quotation, nor before a lowercase word ("Wait!" said Milo).
 _BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)|\n")
 
 
@@ -65,12 +65,25 @@ def sentence_spans(text: str, final: bool = True) -> list[tuple[int, int]]:
     spans = []
     start = 0
     for match in _BOUNDARY.finditer(text):
+        if match.group() != "\n":  # a line break always ends a sentence
+            if _inside_quotation(text[start : match.end()]):
+                continue  # "Let us go. It is late!" is one sentence
+            after = text[match.end() :].lstrip(" \t")
+            if not after and not final:
+                break  # the next word decides, and it has not come yet
+            if after[:1].islower():
+                continue  # "Wait!" said Milo.
         if text[start : match.end()].strip():
             spans.append((start, match.end()))
         start = match.end()
     if final and text[start:].strip():
         spans.append((start, len(text)))
     return spans
+
+
+def _inside_quotation(text: str) -> bool:
+    """Whether a quotation opened in ``text`` is still open at its end."""
+    return text.count('"') % 2 == 1 or text.count("“") > text.count("”")
 
 
 def split_sentences(text: str) -> list[str]:

@@ -29,21 +29,22 @@ class ExportDialog(ModalScreen[ExportChoice | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="cancel")]
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, fmt: str = "markdown") -> None:
         super().__init__()
         self.folder = folder
+        self.fmt = fmt if fmt in {value for _, value in FORMAT_OPTIONS} else "markdown"
 
     def compose(self) -> ComposeResult:
         """Format, folder and a hint."""
         with Vertical(classes="dialog"):
             yield Static("Export story", classes="dialog-title")
-            yield Select(FORMAT_OPTIONS, value="markdown", allow_blank=False, id="export-format")
+            yield Select(FORMAT_OPTIONS, value=self.fmt, allow_blank=False, id="export-format")
             yield Input(str(self.folder), placeholder="folder", id="export-folder")
             yield Static("enter in the folder field: export · escape: cancel",
                          classes="dialog-hint")
 
     def on_mount(self) -> None:
-        """Start in the folder field: enter exports as Markdown right away."""
+        """Start in the folder field: enter exports right away (in the last format used)."""
         self.query_one("#export-folder", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Footer, Input, Select, Static
 
 from ..highlight import marked_content, marked_text
 from ..library import Filters, Found, LibraryError, SavedStory
+from ..models import lasting_label
 from ..paths import exports_dir
 from ..widgets.library_filters import LibraryFilters
 from ..widgets.nav_bar import NavBar
@@ -166,7 +167,7 @@ class LibraryScreen(GrainScreen):
         story = hit.story
         lines = [marked_content(hit.title).stylize_before("bold"),
                  Content(story.settings_line()),
-                 Content(f"{story.model} · {story.local_date()}" if story.model
+                 Content(f"{lasting_label(story.model)} · {story.local_date()}" if story.model
                          else story.local_date())]
         lineage = self._lineage(story)
         if lineage:
@@ -325,4 +326,4 @@ class LibraryScreen(GrainScreen):
             if choice is not None:
                 self.grain.export(story, choice)
 
-        self.app.push_screen(ExportDialog(exports_dir()), export)
+        self.app.push_screen(ExportDialog(exports_dir(), self.grain.prefs.export_format), export)

@@ -13,6 +13,8 @@ from saga_model import PRESETS
 from ..prefs import TrainingSettings
 from .story_settings import FormError
 
+NO_RUNS = "no runs yet"
+
 
 @dataclass
 class NewRun:
@@ -35,7 +37,7 @@ class TrainingForm(Grid):
         s = self.settings
         yield Label("Follow")
         yield Select([(name, name) for name in self.runs], allow_blank=True,
-                     value=self.runs[0] if self.runs else Select.NULL, prompt="no runs yet",
+                     value=self.runs[0] if self.runs else Select.NULL, prompt=NO_RUNS,
                      compact=True, disabled=not self.runs, id="run-select")
         yield Label("Name")
         yield Input(placeholder="new run name (auto)", compact=True, id="run-name")
@@ -51,10 +53,12 @@ class TrainingForm(Grid):
         yield Input(s.extra_args, placeholder="e.g. --batch_size 8", compact=True,
                     id="extra-args")
 
-    def set_runs(self, runs: list[str], selected: str | None) -> None:
-        """Offer these runs to follow and select one."""
+    def set_runs(self, runs: list[str], selected: str | None, unlisted: str = "") -> None:
+        """Offer these runs to follow and select one (or show ``unlisted``, a run followed
+        but no longer offered, in place of a selection)."""
         self.runs = runs
         select = self.query_one("#run-select", Select)
+        select.prompt = unlisted or NO_RUNS
         select.set_options([(name, name) for name in runs])
         select.value = selected if selected in runs else Select.NULL
         select.disabled = not runs
