@@ -609,7 +609,7 @@ def test_print_paths_starts_no_ui_and_loads_no_model_code(app_home: AppHome) -> 
     (["--inline", "--temperature", "-1"], "temperature must be >= 0"),
     (["--inline", "--model", "/nowhere"], "no model in /nowhere"),
     (["--inline"], "there is no model yet"),
-    (["--characters", "Zara"], "--characters need --inline"),
+    (["--characters", "Zara"], "--characters needs --inline"),
 ])
 def test_inline_flags_are_validated_like_the_form(app_home: AppHome, argv: list[str],
                                                   message: str,
