@@ -133,7 +133,7 @@ async def test_trainer_errors_are_shown(app_home: AppHome, tmp_path: Path) -> No
         await pilot.press("ctrl+g")
         await pilot.pause()
         assert any("data directory not found" in m for m in notifications(app))
-        assert list_runs(app_home.runs) == []
+        assert [run.name for run in list_runs(app_home.runs)] == ["earlier"]
 
         await replace_text(pilot, "data-dir", str(empty), paste=True)
         await pilot.press("ctrl+g")
