@@ -42,9 +42,9 @@ class QualityRow:
 
     label: str
     stories: int
-    judge_tokens: int
-    judge_nats_per_token: float
-    judge_perplexity: float
+    judge_tokens: int | None  # the judge's figures are None when no judge was run
+    judge_nats_per_token: float | None
+    judge_perplexity: float | None
     distinct_2: float
     distinct_3: float
     repetitive: float  # share of stories with a 4-word run 3+ times
@@ -81,12 +81,18 @@ def _mean(values: Sequence[float | None]) -> float:
     return sum(present) / len(present) if present else math.nan
 
 
-def quality_row(label: str, stories: Sequence[JudgedStory], judge: Judge) -> QualityRow:
-    """All measures of ``stories``; perplexity is pooled over every token the judge read."""
-    scores = judge.nats([s.text for s in stories])
-    nats = sum(n for n, _ in scores)
-    tokens = sum(t for _, t in scores)
-    per_token = nats / tokens if tokens else math.nan
+def quality_row(label: str, stories: Sequence[JudgedStory],
+                judge: Judge | None) -> QualityRow:
+    """All measures of ``stories``; perplexity is pooled over every token the judge read.
+
+    Without a judge only the text measures are computed.
+    """
+    tokens = per_token = perplexity = None
+    if judge is not None:
+        scores = judge.nats([s.text for s in stories])
+        tokens = sum(t for _, t in scores)
+        per_token = sum(n for n, _ in scores) / tokens if tokens else math.nan
+        perplexity = math.exp(per_token) if tokens else math.nan
     split = [words(s.text) for s in stories]
     named = [s for s in stories if s.names]
     return QualityRow(
@@ -94,7 +100,7 @@ def quality_row(label: str, stories: Sequence[JudgedStory], judge: Judge) -> Qua
         stories=len(stories),
         judge_tokens=tokens,
         judge_nats_per_token=per_token,
-        judge_perplexity=math.exp(per_token) if tokens else math.nan,
+        judge_perplexity=perplexity,
         distinct_2=_mean([distinct(w, 2) for w in split]),
         distinct_3=_mean([distinct(w, 3) for w in split]),
         repetitive=_mean([float(is_repetitive(w)) for w in split]),
@@ -111,7 +117,8 @@ def quality_table(rows: Sequence[QualityRow]) -> list[str]:
              f"{'repet.':>8}{'words':>7}{'ended':>7}{'names':>7}"]
     for r in rows:
         names = "" if r.names is None else f"{r.names:.0%}"
-        lines.append(f"{r.label[:33]:<34}{r.stories:>8}{r.judge_perplexity:>10.2f}"
+        perplexity = "" if r.judge_perplexity is None else f"{r.judge_perplexity:.2f}"
+        lines.append(f"{r.label[:33]:<34}{r.stories:>8}{perplexity:>10}"
                      f"{r.distinct_2:>8.3f}{r.distinct_3:>8.3f}{r.repetitive:>8.0%}"
                      f"{r.words:>7.0f}{r.finished:>7.0%}{names:>7}")
     return lines
