@@ -33,11 +33,11 @@ class SamplingOptions:
     (0 = off). The defaults come from the judge's sampling sweep (docs/quality.md).
     """
 
-    temperature: float = 0.8
+    temperature: float = 1.0
     top_k: int = 0
-    top_p: float = 0.95
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
+    top_p: float = 1.0
+    min_p: float = 0.15
+    repetition_penalty: float = 1.1
     presence_penalty: float = 0.0
     repetition_window: int = 64
     no_repeat_ngram: int = 0

@@ -32,6 +32,10 @@ def test_sweep_generates_scores_and_reports_reproducibly(tmp_path: Path) -> None
     rows = json.loads((tmp_path / "a" / "results.json").read_text())["rows"]
     assert [r["label"] for r in rows] == ["baseline", "no-repeat 4", "real stories"]
     assert rows[-1]["stories"] == 2 and rows[0]["judge_perplexity"] > 1
-    report = run_cli(TOOL, "report", "--out", out, "--max_perplexity_ratio", "10")
+    plot = tmp_path / "sweep.svg"
+    report = run_cli(TOOL, "report", "--out", out, "--max_perplexity_ratio", "10",
+                     "--plot", str(plot))
     assert report.returncode == 0, report.stderr
     assert "| baseline |" in report.stdout and "picked: " in report.stdout
+    drawing = plot.read_text()
+    assert drawing.startswith("<svg") and drawing.count("<circle") == 3

