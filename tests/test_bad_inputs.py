@@ -101,6 +101,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("train", ["--data_dir", "{corpus}", "--max_minutes", "nan"], "must be a finite number"),
     ("train", ["--data_dir", "{corpus}", "--valid_fraction", "1"], "valid_fraction"),
     ("train", ["--data_dir", "{corpus}", "--tokenizer_path", "{text_file}"], "tokenizer"),
+    ("train", ["--data_dir", "{corpus}", "--batch_size", "100000"], "GB of memory for one step"),
     # grain-data
     ("data", [], "choose a command"),
     ("data", ["download", "nothing"], "invalid choice"),
@@ -347,3 +348,13 @@ def test_preferences_ignore_and_never_save_values_the_model_refuses(tmp_path: Pa
     save_preferences(path, loaded.prefs)
     assert "nan" not in path.read_text()
     assert load_preferences(path).warning is None
+
+
+def test_a_utf16_story_file_is_read_like_utf8(tmp_path: Path) -> None:
+    """Windows editors save "Unicode" text as UTF-16 with a byte-order mark."""
+    from saga_model.data import read_stories
+
+    source = ROOT / "tests" / "fixtures" / "stories" / "valid.txt"
+    utf16 = tmp_path / "valid.txt"
+    utf16.write_text(source.read_text(encoding="utf-8"), encoding="utf-16")
+    assert read_stories(utf16) == read_stories(source)

@@ -11,6 +11,7 @@ import numpy as np
 from conftest import ROOT, run_cli
 
 from saga_model import checkpoint as ckpt
+from saga_model.atomic import current_umask
 
 #: Runs grain-train, SIGKILLing itself at a chosen moment: ``rename PATTERN N`` just before
 #: the N-th finished file or folder whose name matches is renamed into place, ``delete
@@ -119,3 +120,13 @@ def test_a_new_run_that_fails_late_leaves_no_run_behind(tmp_path: Path) -> None:
     code = train(out, "--lr", "1e30", "--save_every", "0")  # diverges at once
     assert code == 2
     assert not out.exists()
+
+
+def test_files_of_a_run_follow_the_umask(tiny_run: Path) -> None:
+    """Every file and folder a run writes has the permissions a plain open()/mkdir gives."""
+    mask = current_umask()
+    modes = {str(p.relative_to(tiny_run)): p.stat().st_mode & 0o777
+             for p in [tiny_run, *tiny_run.rglob("*")]}
+    wrong = {name: oct(mode) for name, mode in modes.items()
+             if mode != (0o777 if (tiny_run / name).is_dir() else 0o666) & ~mask}
+    assert wrong == {}

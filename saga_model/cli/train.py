@@ -127,6 +127,29 @@ def _recorded_data_dir(out: Path) -> str:
     return run["data_dir"]
 
 
+def _step_bytes_per_token(cfg: ModelConfig) -> int:
+    """A generous estimate of the memory one training token takes in a step (float32 logits,
+    their softmax and gradient; each layer's activations and attention scores)."""
+    per_layer = 16 * cfg.d_model + 3 * cfg.ffn_dim + 2 * cfg.n_heads * cfg.context_length
+    return 4 * (3 * cfg.vocab_size + cfg.n_layers * per_layer)
+
+
+def _check_memory(cfg: ModelConfig, sequences: int, batch_size: int) -> None:
+    """Refuse, before anything is allocated, a batch whose step cannot fit in this machine's
+    memory (``sequences`` per process of a ``batch_size`` batch)."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not available on this system
+        return
+    per_sequence = cfg.context_length * _step_bytes_per_token(cfg)
+    if sequences * per_sequence > memory:
+        fits = max(1, memory // per_sequence // 2)
+        raise SagaError(f"--batch_size {batch_size} needs about "
+                        f"{sequences * per_sequence / 1e9:,.0f} GB of memory for one step, "
+                        f"more than the {memory / 1e9:,.0f} GB of this machine; try "
+                        f"--batch_size {fits} or less")
+
+
 def _newest_intact(checkpoints: list[Path], status: StatusLine, move_damaged: bool) -> Path:
     """The newest checkpoint whose files all read back; damaged newer ones are moved aside
     (renamed ``damaged-step_N``, out of the run's way) with a message."""
@@ -310,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tokenizer = StoryTokenizer.load(args.tokenizer_path)
 
     world.check_batch_size(train_cfg.batch_size)
+    _check_memory(model_cfg, train_cfg.batch_size // world.size, train_cfg.batch_size)
     # Stop requests (Ctrl-C, SIGTERM from the TUI) are honoured from here on: one that arrives
     # while data is prepared stops the run before its first step, with a resumable checkpoint.
     stop = threading.Event()

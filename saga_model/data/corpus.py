@@ -5,6 +5,7 @@ Chunks of raw stories (:class:`Job`) go to the workers of :mod:`.workers`.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import io
@@ -85,7 +86,12 @@ def _open_binary(file: Path) -> tuple[BinaryIO, BinaryIO]:
 
 
 def _text_stream(stream: BinaryIO) -> TextIO:
-    return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline=None)
+    """The text of a file: UTF-8 (a byte-order mark dropped), or UTF-16 when it starts with
+    UTF-16's byte-order mark (as Windows editors save "Unicode" text)."""
+    buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[arg-type]
+    start = buffered.peek(2)[:2]
+    encoding = "utf-16" if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
+    return io.TextIOWrapper(buffered, encoding=encoding, errors="replace", newline=None)
 
 
 def _separated(texts: Iterable[str]) -> Iterator[str]:
