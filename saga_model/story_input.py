@@ -47,7 +47,8 @@ class SamplingOptions:
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be a finite number" for name in
-                    ("temperature", "top_p", "min_p", "repetition_penalty", "name_boost")
+                    ("temperature", "top_p", "min_p", "repetition_penalty", "presence_penalty",
+                     "name_boost")
                     if not math.isfinite(getattr(self, name))]
         if self.seed is not None and self.seed < 0:
             problems.append("seed must be >= 0")
