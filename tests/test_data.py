@@ -39,7 +39,7 @@ def test_clean_story_repairs_and_normalises() -> None:
 def test_reads_separated_stories_and_one_story_per_file(tmp_path: Path) -> None:
     write(tmp_path / "many.txt", "One.\n<|endoftext|>\nTwo.\n<|endoftext|>\n\n<|endoftext|>\nOne.")
     write(tmp_path / "sub" / "single.txt", "Three has\nlines.")
-    write(tmp_path / "notes.md", "not a story")
+    write(tmp_path / "README.md", "not a story")
     assert read_stories(tmp_path) == ["One.", "Two.", "Three has\nlines."]
     assert read_stories(tmp_path / "many.txt") == ["One.", "Two."]
 
