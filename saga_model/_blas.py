@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import importlib.metadata
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 # Where Debian/Ubuntu (libopenblas0-pthread), Fedora and conda put the library.
@@ -59,29 +58,33 @@ def openblas_paths() -> list[str]:
 
 def mkl_paths() -> list[str]:
     """``libmkl_rt`` of the ``mkl`` wheel (installed under the environment's ``lib/``)."""
-    candidates = []
-    try:
-        files = importlib.metadata.distribution("mkl").files or []
-        candidates += [str(f.locate()) for f in files if Path(str(f)).name in _MKL_NAMES]
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
-        candidates += [str(Path(prefix, "lib", name)) for name in _MKL_NAMES]
-    return [str(Path(p).resolve()) for p in dict.fromkeys(candidates) if Path(p).is_file()]
+    prefixes = dict.fromkeys((sys.prefix, sys.base_prefix))
+    found = [Path(prefix, "lib", name) for prefix in prefixes for name in _MKL_NAMES]
+    found = [path for path in found if path.is_file()]
+    if not found:  # installed elsewhere (pip --target, --user): ask the package's file list
+        import importlib.metadata
+
+        try:
+            files = importlib.metadata.distribution("mkl").files or []
+        except importlib.metadata.PackageNotFoundError:
+            files = []
+        found = [Path(str(f.locate())) for f in files if Path(str(f)).name in _MKL_NAMES]
+        found = [path for path in found if path.is_file()]
+    return list(dict.fromkeys(str(path.resolve()) for path in found))
 
 
-def _preferences(request: str) -> list[tuple[str, list[str]]]:
-    """(kind, library paths) to try in order for a ``GRAIN_BLAS`` value."""
-    if request == "openblas":
-        return [("OpenBLAS", openblas_paths())]
-    if request == "mkl":
-        return [("MKL", mkl_paths())]
-    if request not in ("", "auto"):
-        return [("BLAS", [request])]
-    return [("MKL", mkl_paths()), ("OpenBLAS", openblas_paths())]
+def _preferences(request: str) -> Iterator[tuple[str, list[str]]]:
+    """(kind, library paths) to try in order for a ``GRAIN_BLAS`` value; each list is only
+    searched when the ones before it did not load (finding OpenBLAS may run ``ldconfig``)."""
+    if request in ("", "auto", "mkl"):
+        yield "MKL", mkl_paths()
+    if request in ("", "auto", "openblas"):
+        yield "OpenBLAS", openblas_paths()
+    if request not in ("", "auto", "mkl", "openblas"):
+        yield "BLAS", [request]
 
 
-def load_first(choices: Sequence[tuple[str, Sequence[str]]],
+def load_first(choices: Iterable[tuple[str, Sequence[str]]],
                load: Callable[[str], object] | None = None) -> str:
     """Load the first library of ``choices`` that loads; describe what MLX will use.
 
