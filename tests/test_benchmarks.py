@@ -136,3 +136,14 @@ def test_torch_reference_computes_the_same_logits() -> None:
     with torch.no_grad():
         got = reference(torch.from_numpy(tokens)).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_teach_family_smoke(tiny_run: Path, tmp_path: Path) -> None:
+    data = run_benchmark("teach_family.py", tmp_path / "teach.json", "--base", str(tiny_run),
+                         "--variants", "defaults", "--extra",
+                         "--steps 4 --eval_every 2 --replay 0.25")
+    base, taught = data["results"]
+    assert base["variant"] == "base" and "steps" not in base
+    assert taught["steps"] == 4 and taught["wall_seconds"] > 0 and taught["cpu_seconds"] > 0
+    assert taught["family_heldout_loss"] < base["family_heldout_loss"]
+    assert "| defaults |" in report.render_teach(data)
