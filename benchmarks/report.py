@@ -214,6 +214,23 @@ def render_tui(data: dict[str, Any]) -> str:
         "folders; headless, 120x40."])
 
 
+def render_tui_speed(data: dict[str, Any]) -> str:
+    """The same stories shown by the TUI and printed by the CLI: first token and tokens/s."""
+    cli, tui = data["results"]
+    table = [[row["path"], str(row["stories"]), _num(row["first_token_ms"]),
+              _num(row["tokens_per_sec"]), _num(row.get("wall_tokens_per_sec")),
+              _num(row.get("vs_cli")), _num(row.get("wall_vs_cli"))] for row in (cli, tui)]
+    goal = data["settings"]["goal_ratio"]
+    return "\n".join([
+        machine_line(data), "",
+        _table(["path", "stories", "first token ms", "tokens/s (shown)",
+                "tokens/s key press to last piece", "shown vs CLI", "wall vs CLI"], table), "",
+        f"Goal: the TUI shows at least {_num(goal)} of the CLI's tokens/s: "
+        f"{'met' if tui['meets_goal'] else 'not met'}. Medians over the same seeds, each "
+        f"story told by both paths one after the other, {data['settings']['max_tokens']} "
+        "tokens at most, 80x24, headless (bytes to a real terminal not included)."])
+
+
 def render_breakdown(data: dict[str, Any]) -> str:
     """Milliseconds per training step of each ablation of the MLX step, per batch size."""
     settings = data["settings"]
@@ -353,6 +370,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
                            "python benchmarks/generate_speed.py"),
     "tui_startup_cpu": ("tui_startup_cpu.json", render_tui,
                         "python benchmarks/tui_startup.py"),
+    "tui_speed_cpu": ("tui_speed_cpu.json", render_tui_speed, "python benchmarks/tui_speed.py"),
     "train_breakdown_gpu": ("train_breakdown_gpu.json", render_breakdown,
                             "PYTHONPATH=/tmp/site:. python3 benchmarks/train_breakdown.py"),
     "prepare_scale_cpu": ("prepare_scale.json", render_prepare,

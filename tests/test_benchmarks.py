@@ -40,6 +40,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_benchmark("train_throughput.py", folder / "train_throughput_cpu.json")
     run_benchmark("generate_speed.py", folder / "generate_speed_cpu.json")
     run_benchmark("tui_startup.py", folder / "tui_startup_cpu.json")
+    run_benchmark("tui_speed.py", folder / "tui_speed_cpu.json")
     run_benchmark("train_breakdown.py", folder / "train_breakdown_gpu.json")
     return folder
 
@@ -91,6 +92,17 @@ def test_tui_startup_smoke(results: Path) -> None:
     row = json.loads((results / "tui_startup_cpu.json").read_text())["results"][0]
     assert 0 < row["child_imports_s"] < row["first_frame_s"] <= row["exit_s"]
     assert isinstance(row["meets_goal"], bool)
+
+
+def test_tui_speed_smoke(results: Path) -> None:
+    data = json.loads((results / "tui_speed_cpu.json").read_text())
+    cli, tui = data["results"]
+    assert (cli["path"], tui["path"]) == ("cli", "tui") and cli["stories"] == tui["stories"] == 2
+    for row in (cli, tui):
+        assert row["tokens"] > 0 and row["tokens_per_sec"] > 0 and row["first_token_ms"] > 0
+    assert [s["cli"]["tokens"] for s in data["stories"]] == [s["tui"]["tokens"]
+                                                             for s in data["stories"]]
+    assert tui["vs_cli"] > 0 and isinstance(tui["meets_goal"], bool)
 
 
 def test_report_renders_every_block(results: Path, tmp_path: Path) -> None:

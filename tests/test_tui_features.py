@@ -150,7 +150,7 @@ async def test_search_finds_a_word_in_the_middle_of_a_story_and_filters_narrow_i
         assert table.row_count == 1
         meta = str(app.screen.query_one("#story-meta", Static).render())
         assert "Waves" in meta and "lighthouse blinked" in meta  # the excerpt around the match
-        shown = app.screen.query_one("#library-story #story-text", Static).content
+        shown = app.screen.query_one("#library-story", StoryView).shown
         assert isinstance(shown, Content)
         matches = [shown.plain[s.start:s.end] for s in shown.spans if s.style == MATCH_STYLE]
         assert matches == ["lighthouse"]
@@ -353,7 +353,7 @@ async def test_bedtime_mode_is_calm_and_lets_the_story_out_at_reading_speed(
         await pilot.pause()
         assert app.theme == BEDTIME_THEME.name and app.has_class("-bedtime")
         assert not app.screen.query_one("#settings-pane").display
-        assert "hidden in bedtime mode" in str(app.screen.query_one("#story-text").render())
+        assert "hidden in bedtime mode" in app.screen.query_one(StoryView).shown.plain
         await pilot.press("ctrl+g")
         await wait_for(pilot, lambda: "telling" in status_text(app) or finished(app),
                        what="generation finished")

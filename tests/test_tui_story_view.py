@@ -15,6 +15,8 @@ from tui_helpers import AppHome, wait_for
 import saga_model
 from saga_model import StoryPiece
 from tui.app import GrainApp
+from tui.pacing import FramePacer
+from tui.session import StoryUpdate
 from tui.widgets.generation_status import GenerationStatus
 from tui.widgets.story_view import StoryView, with_paragraph_space
 
@@ -64,7 +66,7 @@ async def test_the_end_stays_in_view_when_the_scrollbar_appears_and_the_text_rew
             story.clear()
             for word in WORDS[:n_words]:  # pieces faster than frames, as under load
                 story.append(word + " ")
-            await pilot.pause(0.05)
+            await pilot.pause(0.5)  # the scrollable height fits the text again
             assert story.max_scroll_y > 0
             assert story.scroll_y == story.max_scroll_y, f"end hidden after {n_words} words"
 
@@ -92,15 +94,35 @@ async def test_the_view_stays_where_the_user_scrolled_up(
         story.focus()
         await pilot.press("home")
         await wait_for(pilot, lambda: "done" in status(app), what="story finished")
-        await pilot.pause(0.1)
+        await pilot.pause(0.5)
         assert story.scroll_y == 0 < story.max_scroll_y
         await pilot.press("ctrl+n")  # a continuation follows its end again
         await wait_for(pilot, lambda: "done" in status(app) and story.text.count("boat") == 18,
                        what="continuation finished")
-        await pilot.pause(0.1)
+        await pilot.pause(0.5)
         assert story.scroll_y == story.max_scroll_y > 0
 
 
 def test_paragraphs_are_shown_with_a_blank_line_between_them() -> None:
     assert with_paragraph_space("One.\nTwo.\n\nThree.\n \nFour.") == \
         "One.\n\nTwo.\n\nThree.\n\nFour."
+
+
+def test_pieces_reach_the_screen_at_once_then_a_frame_at_a_time() -> None:
+    now = [0.0]
+    shown: list[StoryUpdate] = []
+    pacer = FramePacer(shown.append, interval=0.1, clock=lambda: now[0])
+
+    def piece(text: str, n_tokens: int, at: float, finish: str | None = None) -> None:
+        now[0] = at
+        pacer(StoryUpdate(text, n_tokens, at, None, finish, "sha256:x"))
+
+    piece("Once", 0, 0.0)  # the opening of a continuation
+    piece(" upon", 1, 0.01)  # the first new token: at once
+    piece(" a", 2, 0.02)
+    piece(" time", 3, 0.05)
+    piece(",", 4, 0.12)  # a frame later: all that waited
+    piece(" Mia", 5, 0.13, "end")  # the end: at once
+    assert [(u.text, u.n_tokens) for u in shown] == [
+        ("Once", 0), (" upon", 1), (" a time,", 4), (" Mia", 5)]
+    assert shown[-1].finish_reason == "end"

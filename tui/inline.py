@@ -17,6 +17,7 @@ from textual.worker import get_current_worker
 
 from saga_model import SagaError
 
+from .pacing import FramePacer
 from .session import StoryJob, StorySession, StoryUpdate
 from .widgets.generation_status import GenerationStatus
 from .widgets.story_view import StoryView
@@ -72,7 +73,8 @@ class InlineStoryApp(App[str]):
         """Have a story session write the story; each piece comes to the UI as a message."""
         worker = get_current_worker()
         try:
-            StorySession().tell(self.job, lambda update: self.post_message(self.Piece(update)),
+            StorySession().tell(self.job,
+                                FramePacer(lambda update: self.post_message(self.Piece(update))),
                                 lambda: worker.is_cancelled)
         except SagaError as exc:
             self.post_message(self.Failed(str(exc)))

@@ -26,6 +26,7 @@ from saga_model import SagaError
 
 from ..library import LibraryError, SavedStory, suggest_title
 from ..models import ModelChoice, discover_models, model_label, pick_model
+from ..pacing import FramePacer
 from ..paths import exports_dir, runs_dir
 from ..reveal import WordReveal
 from ..session import (
@@ -350,13 +351,13 @@ class StoryScreen(GrainScreen):
 
     @work(thread=True, exclusive=True, group="story", exit_on_error=False)
     def _write(self, run_id: int, job: StoryJob) -> None:
-        """Have the session write the story; each piece goes to the UI as a message (a
-        cancelled worker stops the session at the next piece)."""
+        """Have the session write the story; the pieces go to the UI as messages, at most one
+        per frame (a cancelled worker stops the session at the next piece)."""
         worker = get_current_worker()
         try:
-            self.grain.session.tell(job, lambda update: self.post_message(self.Piece(run_id,
-                                                                                     update)),
-                                    lambda: worker.is_cancelled)
+            self.grain.session.tell(
+                job, FramePacer(lambda update: self.post_message(self.Piece(run_id, update))),
+                lambda: worker.is_cancelled)
         except SagaError as exc:
             self.post_message(self.Failed(run_id, str(exc)))
 

@@ -17,4 +17,4 @@ class GenerationStatus(Static):
             parts.append(f"{n_tokens} token{'' if n_tokens == 1 else 's'}")
         if tokens_per_sec is not None:
             parts.append(f"{tokens_per_sec:.0f}/s")
-        self.update(Content(" · ".join(parts)))
+        self.update(Content(" · ".join(parts)), layout=False)  # one line, fixed size
