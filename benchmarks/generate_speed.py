@@ -49,6 +49,7 @@ from saga_model.generate import (
     SamplingOptions,
     generate_tokens,
     sample_token,
+    sampling_processors,
 )
 from saga_model.model import StoryModel, count_parameters
 from saga_model.paths import default_model_dir
@@ -149,16 +150,21 @@ def mlx_lm_runner(model: StoryModel, max_tokens: int) -> tuple[Runner | None, st
 
 
 def sampler_cost(model: StoryModel, prompt: list[int], repeats: int) -> dict[str, float]:
-    """Median microseconds ``sample_token`` takes on this model's logits, per option set."""
+    """Median microseconds the repetition processors and ``sample_token`` take on this model's
+    logits, per option set."""
     logits = fast_decode.NumpyDecoder(model).prefill(prompt)
     rng = np.random.default_rng(0)
     cost = {}
     for name, options in (("greedy", SamplingOptions(temperature=0)),
                           ("default", SamplingOptions())):
+        processors = sampling_processors(options)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            sample_token(logits, options, rng, prompt[-options.repetition_window:])
+            adjusted = logits.copy()
+            for process in processors:
+                process(prompt, adjusted)
+            sample_token(adjusted, options, rng)
             times.append(time.perf_counter() - start)
         cost[name] = median(times) * 1e6
     return cost
@@ -307,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     sampler = sampler_cost(model, rng.integers(64, cfg.vocab_size, 16).tolist(),
                            20 if args.smoke else 300)
     print("sample_token per call: " + ", ".join(f"{k} {v:,.0f} us" for k, v in sampler.items()))
-    notes.append("sampler_us: median time of one sample_token call on the model's logits "
+    notes.append("sampler_us: median time of the repetition processors and one sample_token "
+                 "call on the model's logits "
                  "(host-side sampling, included in our backends' tokens/s)")
     settings = {"model": description, "vocab_size": cfg.vocab_size,
                 "context_length": cfg.context_length, "prompt_lengths": args.prompt_lengths,
