@@ -43,11 +43,13 @@ class TextScore:
 
 
 def text_loss(model: StoryModel, tokenizer: StoryTokenizer, path: str | Path,
-              batch_size: int = 16) -> TextScore:
+              batch_size: int = 16,
+              progress: Callable[[str, int, int], None] | None = None) -> TextScore:
     """Mean next-token loss (nats) and bits per byte on the stories of ``path``.
 
     Stories are read and cleaned like training data and scored without a control prefix —
-    exactly how ``grain-train`` measures validation loss.
+    exactly how ``grain-train`` measures validation loss. ``progress(label, done, total)``
+    follows the scoring batch by batch.
     """
     stories = read_stories(path)
     if not stories:
@@ -57,7 +59,9 @@ def text_loss(model: StoryModel, tokenizer: StoryTokenizer, path: str | Path,
     starts = np.concatenate([[0], np.cumsum([len(i) for i in ids])[:-1]]).astype(np.int64)
     split = TokenSplit(tokens, starts, sum(len(s.encode()) for s in stories))
     loss, bpb = evaluate(model, PreparedData(split, split, Path()), tokenizer,
-                         model.config.context_length, batch_size)
+                         model.config.context_length, batch_size,
+                         progress=progress and (lambda done, total: progress(
+                             f"scoring {Path(path).name}", done, total)))
     return TextScore(len(stories), int(tokens.size), loss, bpb)
 
 

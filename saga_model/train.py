@@ -28,7 +28,7 @@ from mlx.nn.utils import average_gradients
 from . import checkpoint as ckpt
 from .averaging import EMA_DIR, EMA_FILE, WeightAverage
 from .config import ModelConfig, TrainConfig
-from .data import PreparedData, eval_chunks, sample_batch, window_starts
+from .data import PreparedData, eval_batch_count, eval_chunks, sample_batch, window_starts
 from .distributed import StopVote, World, current_world
 from .errors import SagaError
 from .generate import SamplingOptions, StoryRequest, tell_story
@@ -132,20 +132,25 @@ def build_train_step(model: StoryModel, optimizer: optim.Optimizer, grad_clip: f
 
 
 def evaluate(model: StoryModel, data: PreparedData, tokenizer: StoryTokenizer, context: int,
-             batch_size: int, max_batches: int = 0, *, world: World | None = None
-             ) -> tuple[float, float]:
+             batch_size: int, max_batches: int = 0, *, world: World | None = None,
+             progress: Callable[[int, int], None] | None = None) -> tuple[float, float]:
     """Validation loss (nats per story token) and bits per UTF-8 byte of the story text.
 
     With a distributed ``world`` each rank scores every ``size``-th batch and the totals are
     summed over the ranks, so all of them get the single-process result (up to rounding).
+    ``progress(done, total)`` is called with this process's batches after each one.
     """
     world = world or World()
     total, count = mx.array(0.0), mx.array(0.0)
     chunks = eval_chunks(data.valid, context, batch_size, max_batches)
-    for chunk in itertools.islice(chunks, world.rank, None, world.size):
+    batches = eval_batch_count(data.valid, context, batch_size, max_batches)
+    mine = len(range(world.rank, batches, world.size))
+    for done, chunk in enumerate(itertools.islice(chunks, world.rank, None, world.size), 1):
         nats, n = loss_terms(model, mx.array(chunk), tokenizer.story_id)
         total, count = total + nats, count + n
         mx.eval(total, count)
+        if progress is not None:
+            progress(done, mine)
     total, count = world.sum(total), world.sum(count)
     nats_total, n_total = total.item(), count.item()
     if n_total == 0:

@@ -109,3 +109,13 @@ def test_list_shows_the_choices() -> None:
     result = run_cli("-m", "saga_model.cli.generate", "--list")
     assert result.returncode == 0
     assert "themes: adventure" in result.stdout and "animal fable" in result.stdout
+
+
+def test_eval_shows_its_progress_on_a_text_file(tiny_run: Path, corpus_dir: Path) -> None:
+    result = run_cli("-m", "saga_model.cli.eval", "--model_path", str(tiny_run), "--text",
+                     str(corpus_dir / "valid.txt"))
+    assert result.returncode == 0, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("scoring valid.txt [####") and last.split()[-1].count("/") == 1
+    done, total = last.split()[-1].split("/")
+    assert done == total and int(total) > 0

@@ -147,7 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, object] = {"model": str(model_path)}
     scores = []
     for path in args.text:
-        score = text_loss(model, tokenizer, path)
+        status = StatusLine()
+        score = text_loss(model, tokenizer, path, progress=status.progress)
+        status.close()
         print(f"{path}: {score.stories} stories, {score.tokens:,} tokens: loss "
               f"{score.loss:.4f} nats/token, {score.bits_per_byte:.4f} bits/byte")
         scores.append({"path": str(path), **asdict(score)})

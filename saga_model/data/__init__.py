@@ -10,7 +10,7 @@ it in batches (:mod:`.batches`).
 """
 
 from ..text import clean_story, split_stories
-from .batches import eval_chunks, sample_batch, window_starts
+from .batches import eval_batch_count, eval_chunks, sample_batch, window_starts
 from .corpus import SEPARATOR, read_stories
 from .examples import PreparedData, TokenSplit, conditioned_example, unconditioned_example
 from .prepare import DATA_FORMAT_VERSION, TOKENIZER_SAMPLE_CHARS, prepare_data
@@ -25,6 +25,7 @@ __all__ = [
     "TokenSplit",
     "clean_story",
     "conditioned_example",
+    "eval_batch_count",
     "eval_chunks",
     "prepare_data",
     "read_stories",

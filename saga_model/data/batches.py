@@ -41,6 +41,14 @@ def sample_batch(split: TokenSplit, starts: np.ndarray, batch_size: int, context
     return np.asarray(split.tokens[chosen[:, None] + np.arange(context + 1)], dtype=np.int32)
 
 
+def eval_batch_count(split: TokenSplit, context: int, batch_size: int,
+                     max_batches: int = 0) -> int:
+    """How many batches :func:`eval_chunks` yields (for a progress display)."""
+    n_windows = (split.n_tokens - 1) // max(1, min(context, split.n_tokens - 1))
+    batches = -(-n_windows // batch_size)
+    return min(batches, max_batches) if max_batches else batches
+
+
 def eval_chunks(split: TokenSplit, context: int, batch_size: int,
                 max_batches: int = 0) -> Iterator[np.ndarray]:
     """Consecutive, non-overlapping windows covering the split, batched (each row is L+1 long)."""
