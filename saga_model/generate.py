@@ -214,6 +214,20 @@ class NoRepeatNgram:
                 logits[list(banned)] = -np.inf
 
 
+def end_not_before(eos_id: int, min_tokens: int) -> LogitsProcessor:
+    """A processor that makes the end of the story impossible for its first ``min_tokens``
+    new tokens."""
+    start: list[int] = []  # the story's length at the first call: the opening
+
+    def process(story: Sequence[int], logits: np.ndarray) -> None:
+        if not start:
+            start.append(len(story))
+        if len(story) - start[0] < min_tokens:
+            logits[eos_id] = -np.inf
+
+    return process
+
+
 def sampling_processors(options: SamplingOptions) -> list[LogitsProcessor]:
     """The repetition processors that ``options`` ask for, in the order they apply."""
     processors: list[LogitsProcessor] = []
@@ -351,6 +365,8 @@ def stream_story(model: StoryModel | Decoder, tokenizer: StoryTokenizer, request
     processors = [ban_tokens([i for i in range(tokenizer.n_control) if i != tokenizer.eos_id])]
     if names and options.name_boost:
         processors.append(NameReminder(tokenizer, names, options.name_boost))
+    if options.min_tokens:
+        processors.append(end_not_before(tokenizer.eos_id, options.min_tokens))
     processors += [*sampling_processors(options), Utf8Guard(tokenizer)]
     stream = tokenizer.stream_decoder()
     restore = stand_ins.restorer(request.opening)

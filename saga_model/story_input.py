@@ -31,6 +31,8 @@ class SamplingOptions:
     ``presence_penalty`` (subtracted from logits) apply to the tokens among the story's last
     ``repetition_window``; ``no_repeat_ngram=n`` forbids repeating any n tokens of the story
     (0 = off). The defaults come from the judge's sampling sweep (docs/quality.md).
+    ``min_tokens``: the story does not end before this many new tokens (a continuation of a
+    finished story must add something: the model would close it at once).
     """
 
     temperature: float = 1.0
@@ -44,6 +46,7 @@ class SamplingOptions:
     max_tokens: int = 400
     seed: int | None = None
     name_boost: float = 5.0
+    min_tokens: int = 0
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be a finite number" for name in
@@ -72,6 +75,8 @@ class SamplingOptions:
             problems.append("max_tokens must be > 0")
         if self.name_boost < 0:
             problems.append("name_boost must be >= 0")
+        if self.min_tokens < 0:
+            problems.append("min_tokens must be >= 0")
         if problems:
             raise SagaError("; ".join(problems))
 

@@ -260,9 +260,10 @@ async def test_continue_goes_on_from_a_story_longer_than_the_context(
         assert story_by(app, "The walk (continued)", newest=True).parent_id == saved.id
     assert continued.startswith(text) and len(continued) > len(text)
     loaded_model, tokenizer = load_model(tiny_run)
-    request = StoryRequest(characters=("Milo", "Zara"), opening=text)
+    request = StoryRequest(characters=("Milo", "Zara"), opening=text + "\n")  # a paragraph
     assert continued == tell_story(loaded_model, tokenizer, request, SamplingOptions(
-        temperature=0.8, top_p=0.95, max_tokens=40, seed=seed))  # the saved story's sampling
+        temperature=0.8, top_p=0.95, max_tokens=40, seed=seed,  # the saved story's sampling
+        min_tokens=40))  # all of it new (at most 80, never more than max_tokens)
 
 
 # -- read aloud -------------------------------------------------------------------------------

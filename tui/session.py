@@ -50,6 +50,8 @@ T = TypeVar("T")
 MAX_SEED = 999_999  # random seeds stay short enough to read off the screen and type back
 #: Values for options a story saved by an older version did not record: what was used then.
 _BEFORE_RECORDED = {"name_boost": 0.0}
+#: The fewest new tokens a continuation writes (about two sentences).
+CONTINUE_TOKENS = 80
 _VERSION_SUFFIX = re.compile(r" \((continued|new version)\)$")
 
 
@@ -115,8 +117,12 @@ def job_from_saved(story: SavedStory, model_path: Path, label: str, how: str = "
 
 
 def continuation(job: StoryJob, text: str, parent_id: int | None, title: str) -> StoryJob:
-    """A new version that goes on from the end of ``text`` (written by ``job``)."""
-    return _version(job, text.strip(), parent_id, title, "continued")
+    """A new version that goes on from the end of ``text`` (written by ``job``): a new
+    paragraph of at least :data:`CONTINUE_TOKENS` tokens (fewer only if the user's maximum is
+    lower) — left to itself, the model closes a finished story at once."""
+    version = _version(job, text.strip() + "\n", parent_id, title, "continued")
+    least = min(CONTINUE_TOKENS, version.options.max_tokens)
+    return replace(version, options=replace(version.options, min_tokens=least))
 
 
 def branch(job: StoryJob, text: str, end: int, parent_id: int | None, title: str) -> StoryJob:

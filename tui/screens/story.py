@@ -373,13 +373,20 @@ class StoryScreen(GrainScreen):
         else:
             self._show_text(piece.text)
         if piece.finish_reason is None:
-            self.status.show("writing", piece.n_tokens, piece.tokens_per_sec)
+            self.status.show("writing", piece.n_tokens, self._speed(piece))
             return
         self._written = piece
         if self._reveal is None:
             self._finish()
         else:
-            self.status.show("telling", piece.n_tokens, piece.tokens_per_sec)
+            self.status.show("telling", piece.n_tokens, self._speed(piece))
+
+    def _speed(self, piece: StoryUpdate) -> float:
+        """The tokens/s to show: a story that goes on from an opening (a continuation, a
+        branch) leaves out the time spent reading that opening in."""
+        if self._job is not None and self._job.request.opening:
+            return piece.writing_tokens_per_sec
+        return piece.tokens_per_sec
 
     def _reveal_tick(self) -> None:
         """Bedtime: let the next word out (all that waits, if bedtime was switched off)."""
@@ -414,7 +421,7 @@ class StoryScreen(GrainScreen):
             self.grain.speak(self._sentences.flush())
         if piece is not None:
             state = "done" if piece.finish_reason == "end" else "max length"
-            self.status.show(state, piece.n_tokens, piece.tokens_per_sec)
+            self.status.show(state, piece.n_tokens, self._speed(piece))
 
     def on_story_screen_failed(self, message: Failed) -> None:
         """Show why nothing (more) can be written."""
@@ -448,7 +455,7 @@ class StoryScreen(GrainScreen):
         self.workers.cancel_group(self, "story")
         piece = self._last_piece
         self.status.show("stopped", piece.n_tokens if piece else 0,
-                         piece.tokens_per_sec if piece else None)
+                         self._speed(piece) if piece else None)
 
     def _set_telling(self, generating: bool) -> None:
         """Note whether a story is being written (and update which keys are active)."""
