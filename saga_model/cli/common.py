@@ -50,6 +50,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, max_tokens: int | No
     group.add_argument("--max_tokens", type=int, default=max_tokens or defaults.max_tokens)
     group.add_argument("--name_boost", type=finite_float, default=defaults.name_boost,
                        help="nudge towards requested names not used yet (0 = off)")
+    group.add_argument("--min_tokens", type=int, default=defaults.min_tokens,
+                       help="the story does not end before this many new tokens")
 
 
 def sampling_values(args: argparse.Namespace) -> dict[str, float | int]:
