@@ -89,7 +89,8 @@ def test_continuations_and_branches_grow_new_linked_versions(tmp_path: Path) -> 
     saved = dataclasses.replace(
         saved_story(job_for(tmp_path), TEXT + "\n", "Kite (continued)", ""), id=5)
     grown = job_from_saved(saved, tmp_path, "tiny", "continue")
-    assert grown.request.opening == TEXT
+    assert grown.request.opening == TEXT + "\n"  # the continuation is a new paragraph
+    assert grown.options.min_tokens == min(80, grown.options.max_tokens)
     assert (grown.parent_id, grown.title) == (5, "Kite (continued)")  # one suffix, not two
     assert grown.options.seed != 4 and grown.request.characters == ("Zara",)
     end = TEXT.index("She")
@@ -98,7 +99,7 @@ def test_continuations_and_branches_grow_new_linked_versions(tmp_path: Path) -> 
     assert (branched.parent_id, branched.title) == (5, "Kite (new version)")
 
     on_screen = job_for(tmp_path)
-    assert continuation(on_screen, TEXT, None, "Kite").request.opening == TEXT
+    assert continuation(on_screen, TEXT, None, "Kite").request.opening == TEXT + "\n"
     assert branch(on_screen, TEXT, end, 2, "Kite").parent_id == 2
 
 

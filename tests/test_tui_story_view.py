@@ -92,6 +92,7 @@ async def test_the_view_stays_where_the_user_scrolled_up(
         story = view(app)
         await wait_for(pilot, lambda: story.max_scroll_y > 3, what="a scrollbar")
         story.focus()
+        await wait_for(pilot, lambda: app.focused is story, what="the story focused")
         await pilot.press("home")
         await wait_for(pilot, lambda: "done" in status(app), what="story finished")
         await pilot.pause(0.5)

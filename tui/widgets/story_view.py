@@ -156,6 +156,11 @@ class StoryView(ScrollView, can_focus=True):
         if self._follow and not self._moving:
             self._at_end = new_value >= self._end_y()
 
+    def watch_scroll_target_y(self, target: float) -> None:
+        """The user started scrolling (an animated scroll sets its target first)."""
+        if self._follow and not self._moving:
+            self._at_end = target >= self._end_y()
+
     def on_resize(self, event: events.Resize) -> None:
         """A new width: wrap again."""
         self._layout_lines()
