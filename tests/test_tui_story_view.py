@@ -90,7 +90,7 @@ async def test_the_view_stays_where_the_user_scrolled_up(
         await wait_for(pilot, lambda: "ready" in status(app), what="model loaded")
         await pilot.press("ctrl+g")
         story = view(app)
-        await wait_for(pilot, lambda: story.max_scroll_y > 3, what="a scrollbar")
+        await wait_for(pilot, lambda: story.scroll_y > 3, what="the view following the text")
         story.focus()
         await wait_for(pilot, lambda: app.focused is story, what="the story focused")
         await pilot.press("home")
