@@ -15,7 +15,7 @@ from conftest import ROOT
 from tui_helpers import AppHome, notifications, replace_text, wait_for
 
 from tui.app import GrainApp
-from tui.library import LibraryError, SavedStory, StoryLibrary, _explain
+from tui.library import LibraryError, SavedStory, StoryLibrary, _enable_wal, _explain
 from tui.screens.library import LibraryScreen
 from tui.widgets.generation_status import GenerationStatus
 from tui.widgets.story_view import StoryView
@@ -28,8 +28,7 @@ import sys, time
 from pathlib import Path
 from tui.library import SavedStory, StoryLibrary
 path, start, name = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-while time.time() < start:
-    pass
+time.sleep(max(0.0, start - time.time()))
 StoryLibrary(path).add(SavedStory(name, "A story saved at the same moment."))
 """
 
@@ -49,6 +48,27 @@ def test_a_new_library_opened_by_several_programs_at_once(tmp_path: Path) -> Non
         assert titles == [f"story {i}" for i in range(4)]
 
 
+class LockedAtFirst:
+    """A connection whose journal-mode switch answers "locked" (as SQLite does, at once and
+    without its busy handler, while another program is creating the same library)."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.statements: list[str] = []
+
+    def execute(self, statement: str) -> None:
+        self.statements.append(statement)
+        if self.refusals:
+            self.refusals -= 1
+            raise sqlite3.OperationalError("database is locked")
+
+
+def test_switching_to_write_ahead_logging_waits_for_the_other_program() -> None:
+    conn = LockedAtFirst(refusals=3)
+    _enable_wal(conn)  # type: ignore[arg-type]
+    assert conn.statements == ["PRAGMA journal_mode=WAL"] * 4
+
+
 def as_restricted_user() -> list[str]:
     """Run a command so that file permissions apply (as root: without the override)."""
     return NO_OVERRIDE if os.geteuid() == 0 else []
@@ -63,7 +83,7 @@ def test_a_library_in_a_read_only_folder_is_read_only(tmp_path: Path) -> None:
     script = """
 import sys
 from pathlib import Path
-from tui.library import LibraryError, SavedStory, StoryLibrary, _explain
+from tui.library import LibraryError, SavedStory, StoryLibrary, _enable_wal, _explain
 library = StoryLibrary(Path(sys.argv[1]))
 print([hit.story.title for hit in library.search("kite")])
 print(library.take_notice())

@@ -18,6 +18,7 @@ import contextlib
 import json
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -242,7 +243,7 @@ class StoryLibrary:
         conn = sqlite3.connect(self.path, timeout=max(self.timeout, OPEN_TIMEOUT),
                                isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn)
             self.full_text = fts5_available(conn)
             if not self.full_text:
                 self._notice = NO_FTS_NOTICE
@@ -424,6 +425,23 @@ class StoryLibrary:
 def _fts_triggers(conn: sqlite3.Connection) -> set[str]:
     return {row[0] for row in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'stories_fts_%'")}
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to write-ahead logging, waiting (up to :data:`OPEN_TIMEOUT`) for other programs.
+
+    Switching the journal mode can answer "locked" at once, without SQLite's busy handler,
+    while another program opens or creates the same library, so it is retried here.
+    """
+    deadline = time.monotonic() + OPEN_TIMEOUT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 @contextlib.contextmanager
