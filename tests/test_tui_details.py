@@ -29,7 +29,6 @@ from tui.themes import BEDTIME_THEME
 from tui.widgets.generation_status import GenerationStatus
 from tui.widgets.story_view import StoryView
 
-pytestmark = pytest.mark.asyncio
 SIZE = (80, 24)
 STORY = "Mia found a red boat. She sailed it across the pond. The ducks followed her home."
 

@@ -20,7 +20,6 @@ from tui.session import StoryUpdate
 from tui.widgets.generation_status import GenerationStatus
 from tui.widgets.story_view import StoryView, with_paragraph_space
 
-pytestmark = pytest.mark.asyncio
 SIZE = (80, 24)
 PARAGRAPH = ("Mia found a little red boat by the pond and pushed it out onto the water, where "
              "it sailed past the ducks and the reeds until it reached the other side. ")
