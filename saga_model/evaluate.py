@@ -11,16 +11,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import mlx.core as mx
 import numpy as np
 
 from . import labels as lab
-from .data import PreparedData, TokenSplit, read_stories, unconditioned_example
+from .data import StreamedEvalChunks, stream_stories, unconditioned_example
 from .errors import SagaError
 from .generate import Decoder, SamplingOptions, StoryRequest, stream_story, tell_story
 from .judge.metrics import JudgedStory
 from .model import StoryModel
 from .tokenizer import StoryTokenizer
-from .train import evaluate
+from .train import loss_figures, loss_terms
 
 #: Character sets requested in the adherence report: common and rare names, one to three each.
 CHARACTER_SETS: tuple[tuple[str, ...], ...] = (
@@ -30,6 +31,8 @@ CHARACTER_SETS: tuple[tuple[str, ...], ...] = (
 ACCENTED_CHARACTER_SETS: tuple[tuple[str, ...], ...] = (
     ("Zoë", "Élodie"), ("Søren",), ("Anaïs", "José"), ("Siobhán", "Łucja"),
 )
+#: Stories are tokenized together up to about this many characters (a longer story alone).
+_GROUP_CHARS = 1 << 18
 
 
 @dataclass
@@ -48,21 +51,47 @@ def text_loss(model: StoryModel, tokenizer: StoryTokenizer, path: str | Path,
     """Mean next-token loss (nats) and bits per byte on the stories of ``path``.
 
     Stories are read and cleaned like training data and scored without a control prefix —
-    exactly how ``grain-train`` measures validation loss. ``progress(label, done, total)``
-    follows the scoring batch by batch.
+    exactly how ``grain-train`` measures validation loss, with the same windows.  The file is
+    streamed: stories are read, tokenized (long ones in pieces) and scored as they come, so
+    memory holds a few hundred thousand characters (or the longest story) and a batch, however
+    large the file.  ``progress(label, done, total)`` follows the bytes of the file scored.
     """
-    stories = read_stories(path)
-    if not stories:
+    windows = StreamedEvalChunks(model.config.context_length, batch_size)
+    label = f"scoring {Path(path).name}"
+    total, count = mx.array(0.0), mx.array(0.0)
+    n_stories = n_bytes = 0
+    reported = -1  # the bytes scored, as last told to progress
+
+    def score(batches: list[np.ndarray], read: int, size: int) -> None:
+        """Score ``batches``, telling progress of bytes up to ``read`` (of ``size``) on the way."""
+        nonlocal total, count, reported
+        start = max(0, reported)
+        for i, batch in enumerate(batches, 1):
+            nats, n = loss_terms(model, mx.array(batch), tokenizer.story_id)
+            total, count = total + nats, count + n
+            mx.eval(total, count)
+            if progress is not None:
+                reported = start + (read - start) * i // len(batches)
+                progress(label, reported, size)
+
+    group: list[str] = []
+    chars = read = size = 0
+    for story, read, size in stream_stories(path):
+        n_stories += 1
+        n_bytes += len(story.encode())
+        group.append(unconditioned_example(story))
+        chars += len(group[-1])
+        if chars >= _GROUP_CHARS:
+            score(windows.add(tokenizer.encode_flat(group, np.int32)[0]), read, size)
+            group, chars = [], 0
+    if not n_stories:
         raise SagaError(f"no stories found in {path}")
-    ids = tokenizer.encode_batch([unconditioned_example(s) for s in stories])
-    tokens = np.concatenate([np.asarray(i, dtype=np.uint16) for i in ids])
-    starts = np.concatenate([[0], np.cumsum([len(i) for i in ids])[:-1]]).astype(np.int64)
-    split = TokenSplit(tokens, starts, sum(len(s.encode()) for s in stories))
-    loss, bpb = evaluate(model, PreparedData(split, split, Path()), tokenizer,
-                         model.config.context_length, batch_size,
-                         progress=progress and (lambda done, total: progress(
-                             f"scoring {Path(path).name}", done, total)))
-    return TextScore(len(stories), int(tokens.size), loss, bpb)
+    score(windows.add(tokenizer.encode_flat(group, np.int32)[0]), size, size)
+    score(windows.finish(), size, size)
+    if progress is not None and reported != size:
+        progress(label, size, size)
+    loss, bpb = loss_figures(total.item(), count.item(), windows.n_tokens, n_stories, n_bytes)
+    return TextScore(n_stories, windows.n_tokens, loss, bpb)
 
 
 @dataclass

@@ -4,15 +4,56 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from .atomic import atomic_write_text
 from .errors import SagaError
 from .prefix import CONTROL_TOKENS, END_OF_STORY, STORY_START
+
+#: The longest text (in characters) handed to the HF tokenizer at once: it keeps several
+#: hundred bytes per token of a text it encodes (a 4 MB one-line story took 680 MB), so longer
+#: texts are encoded in pieces (:func:`text_pieces`).
+PIECE_CHARS = 1 << 16
+#: Pieces are encoded together (in parallel) up to about this many characters at a time.
+_GROUP_CHARS = 1 << 18
+_LONGEST_CONTROL = max(map(len, CONTROL_TOKENS))
+
+
+def text_pieces(text: str, limit: int = PIECE_CHARS) -> Iterator[str]:
+    """``text`` in consecutive pieces of at most ``limit`` characters, whose tokens one after
+    the other are the tokens of ``text``.
+
+    A piece ends just before a space or line break that precedes a non-space character: the
+    byte-level pre-tokenizer starts a new word there in any case, so cutting there changes no
+    token.  Only a stretch of ``limit`` characters with no such place (one giant "word") is
+    cut at the limit (the tokens there may differ), never inside a control token such as
+    ``<|endoftext|>``.
+    """
+    if limit < _LONGEST_CONTROL + 1:
+        raise ValueError(f"limit must be over {_LONGEST_CONTROL} characters")
+    start = 0
+    while len(text) - start > limit:
+        end = cut = start + limit
+        while True:
+            cut = max(text.rfind(" ", start + 1, cut), text.rfind("\n", start + 1, cut))
+            if cut < 0:
+                cut = end
+                control = text.rfind("<|", end - _LONGEST_CONTROL + 1, end + 1)
+                closing = text.find("|>", control, control + _LONGEST_CONTROL)
+                if control > start and closing + 2 > end:
+                    cut = control
+                break
+            if not text[cut + 1].isspace():  # a space also to Rust's regex (a subset of Python's)
+                break
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
 
 
 @lru_cache(maxsize=1)
@@ -89,11 +130,50 @@ class StoryTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``; control tokens written in the text become their ids."""
-        return self._tok.encode(text, add_special_tokens=False).ids
+        return self.encode_batch([text])[0]
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """Encode many texts in parallel (Rust threads)."""
-        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+        """Encode many texts in parallel (Rust threads), long ones in pieces."""
+        encoded: list[list[int]] = [[] for _ in texts]
+        for owners, ids in self._encoded_pieces(texts):
+            for owner, piece_ids in zip(owners, ids, strict=True):
+                encoded[owner] += piece_ids
+        return encoded
+
+    def encode_flat(self, texts: Iterable[str], dtype: type[np.integer] = np.uint32
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """(the token ids of all ``texts`` one after the other, the number of tokens of each
+        text as int64): :meth:`encode_batch` without a Python object per token, so a text
+        of millions of tokens takes a few bytes per token."""
+        texts = list(texts)
+        lengths = np.zeros(len(texts), dtype=np.int64)
+        tokens = [np.empty(0, dtype=dtype)]
+        for owners, ids in self._encoded_pieces(texts):
+            counts = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+            np.add.at(lengths, owners, counts)
+            tokens.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype,
+                                      count=int(counts.sum())))
+        return np.concatenate(tokens), lengths
+
+    def _encoded_pieces(self, texts: Sequence[str]) -> Iterator[tuple[list[int], list[list[int]]]]:
+        """(index of each piece's text, token ids of each piece) for the :func:`text_pieces` of
+        ``texts``, in order, a group of about :data:`_GROUP_CHARS` characters at a time."""
+        owners: list[int] = []
+        pieces: list[str] = []
+        chars = 0
+        for owner, text in enumerate(texts):
+            for piece in text_pieces(text):
+                owners.append(owner)
+                pieces.append(piece)
+                chars += len(piece)
+                if chars >= _GROUP_CHARS:
+                    yield owners, self._encode_group(pieces)
+                    owners, pieces, chars = [], [], 0
+        if pieces:
+            yield owners, self._encode_group(pieces)
+
+    def _encode_group(self, pieces: list[str]) -> list[list[int]]:
+        return [e.ids for e in self._tok.encode_batch(pieces, add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids`` with control tokens left out; invalid UTF-8 becomes U+FFFD."""
@@ -159,7 +239,8 @@ class StreamDecoder:
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> StoryTokenizer:
-    """Train a byte-level BPE on ``texts`` with the control tokens as the first ids."""
+    """Train a byte-level BPE on ``texts`` with the control tokens as the first ids (long texts
+    are handed to the trainer in pieces, which count the same words)."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
@@ -170,5 +251,6 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> StoryTokeni
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok.train_from_iterator((piece for text in texts for piece in text_pieces(text)),
+                            trainer=trainer)
     return StoryTokenizer(tok)

@@ -152,14 +152,21 @@ def evaluate(model: StoryModel, data: PreparedData, tokenizer: StoryTokenizer, c
         if progress is not None:
             progress(done, mine)
     total, count = world.sum(total), world.sum(count)
-    nats_total, n_total = total.item(), count.item()
-    if n_total == 0:
+    return loss_figures(total.item(), count.item(), data.valid.n_tokens,
+                        data.valid.starts.size, data.valid.n_bytes)
+
+
+def loss_figures(nats: float, targets: float, n_tokens: int, n_examples: int,
+                 n_bytes: int) -> tuple[float, float]:
+    """(nats per token, bits per UTF-8 byte) from the summed loss of ``targets`` scored tokens
+    of a stream of ``n_tokens`` tokens: ``n_examples`` stories of ``n_bytes`` bytes."""
+    if targets == 0:
         raise SagaError("the validation split has no tokens")
-    # Every token but the story-start markers is a scored target when the whole split is used;
-    # with max_batches only part of it is, so count only that share of the text's bytes.
-    story_targets = data.valid.n_tokens - data.valid.starts.size
-    bytes_covered = data.valid.n_bytes * min(1.0, n_total / max(1, story_targets))
-    return nats_total / n_total, nats_total / math.log(2) / max(1.0, bytes_covered)
+    # Every token but the story-start markers is a scored target when the whole stream is
+    # scored; when only part of it is (max_batches), count only that share of the bytes.
+    story_targets = n_tokens - n_examples
+    bytes_covered = n_bytes * min(1.0, targets / max(1, story_targets))
+    return nats / targets, nats / math.log(2) / max(1.0, bytes_covered)
 
 
 def _check_ranks_agree(world: World, data: PreparedData, tokenizer: StoryTokenizer,

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,37 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None,
     """Run a command-line entry point in a fresh Python process, as a user would."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def peak_rss_mb(*args: str, until: str | None = None, env: dict[str, str] | None = None,
+                timeout: float = 300) -> tuple[float, str]:
+    """(peak resident memory in MB, stderr) of ``python args`` run in a fresh process; with
+    ``until``, the process is killed once a line of its stderr contains ``until``."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    assert proc.stderr is not None
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    lines = []
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            if until is not None and until in line:
+                proc.kill()
+                break
+    finally:
+        timer.cancel()
+        _, _, usage = os.wait4(proc.pid, 0)  # this child's own figures (Linux: kilobytes)
+        proc.returncode = -1
+        proc.stderr.close()
+    return usage.ru_maxrss / 1024, "".join(lines)
+
+
+def one_line_story(n_chars: int) -> str:
+    """A story of about ``n_chars`` characters on one line: the fixture stories' words."""
+    words = (FIXTURES / "stories" / "train.txt").read_text().replace("<|endoftext|>", " ").split()
+    text = " ".join(itertools.islice(itertools.cycle(words), n_chars // 4))
+    return text[:n_chars].rsplit(" ", 1)[0]
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import one_line_story, peak_rss_mb, run_cli
 
 from saga_model import checkpoint as ckpt
 
@@ -109,6 +109,43 @@ def test_list_shows_the_choices() -> None:
     result = run_cli("-m", "saga_model.cli.generate", "--list")
     assert result.returncode == 0
     assert "themes: adventure" in result.stdout and "animal fable" in result.stdout
+
+
+def test_eval_streams_a_long_one_line_file_in_bounded_memory(tiny_run: Path,
+                                                             tmp_path: Path) -> None:
+    # Read and tokenized whole, these 4 MB (a million tokens) took 700 MB before scoring began.
+    story = tmp_path / "long.txt"
+    story.write_text(one_line_story(4_000_000) + "\n")
+    peak, err = peak_rss_mb("-m", "saga_model.cli.eval", "--model_path", str(tiny_run),
+                            "--text", str(story), until="scoring long.txt [")
+    assert "scoring long.txt [" in err, err
+    assert peak < 350, f"peak RSS {peak:.0f} MB"
+
+
+def test_streamed_text_loss_equals_scoring_the_whole_file(tiny_run: Path, corpus_dir: Path,
+                                                          tmp_path: Path) -> None:
+    import numpy as np
+
+    from saga_model.data import PreparedData, TokenSplit, read_stories, unconditioned_example
+    from saga_model.evaluate import text_loss
+    from saga_model.train import evaluate
+
+    text = tmp_path / "stories.txt"
+    text.write_text((corpus_dir / "valid.txt").read_text() + "\n<|endoftext|>\n"
+                    + one_line_story(100_000) + "\n<|endoftext|>\n"
+                    + (corpus_dir / "valid.txt").read_text())
+    model, tokenizer = ckpt.load_model(tiny_run)
+    stories = read_stories(text)
+    ids = tokenizer.encode_batch([unconditioned_example(s) for s in stories])
+    split = TokenSplit(np.concatenate([np.asarray(i, dtype=np.uint16) for i in ids]),
+                       np.cumsum([0] + [len(i) for i in ids[:-1]]),
+                       sum(len(s.encode()) for s in stories))
+    for batch_size in (16, 5):
+        whole = evaluate(model, PreparedData(split, split, Path()), tokenizer,
+                         model.config.context_length, batch_size)
+        streamed = text_loss(model, tokenizer, text, batch_size)
+        assert (streamed.stories, streamed.tokens) == (16, split.n_tokens)
+        assert (streamed.loss, streamed.bits_per_byte) == whole
 
 
 def test_eval_shows_its_progress_on_a_text_file(tiny_run: Path, corpus_dir: Path) -> None:

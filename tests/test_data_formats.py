@@ -17,6 +17,7 @@ from saga_model.data import (
     conditioned_example,
     prepare_data,
     read_stories,
+    stream_stories,
     window_starts,
 )
 from saga_model.data import corpus as corpus_module
@@ -58,6 +59,20 @@ def test_separators_split_across_read_chunks(tmp_path: Path,
     (tmp_path / "a.txt").write_text(text_of(STORIES))
     monkeypatch.setattr(corpus_module, "_READ_CHARS", 5)
     assert read_stories(tmp_path) == STORIES
+
+
+def test_streamed_stories_are_the_stories_read_with_the_bytes_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a.txt").write_text(text_of(STORIES[:7] + STORIES[:2]))
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps({"text": s}) + "\n"
+                                              for s in STORIES[5:]))
+    monkeypatch.setattr(corpus_module, "_READ_CHARS", 7)
+    streamed = list(stream_stories(tmp_path))
+    assert [s for s, _, _ in streamed] == read_stories(tmp_path) == STORIES
+    total = (tmp_path / "a.txt").stat().st_size + (tmp_path / "b.jsonl").stat().st_size
+    read = [r for _, r, _ in streamed]
+    assert read == sorted(read) and read[0] > 0 and read[-1] <= total
+    assert {t for _, _, t in streamed} == {total}
 
 
 def test_bad_files_are_clear_errors(tmp_path: Path) -> None:

@@ -7,11 +7,12 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, one_line_story, peak_rss_mb
 
 from saga_model.data import read_stories
 from saga_model.errors import SagaError
 from saga_model.labels import CONTROL_TOKENS
-from saga_model.tokenizer import StoryTokenizer, train_tokenizer
+from saga_model.tokenizer import PIECE_CHARS, StoryTokenizer, text_pieces, train_tokenizer
 
 TRICKY = [
     "Zoë and Chloé ate crème brûlée at the café.",
@@ -103,3 +104,42 @@ def test_missing_or_corrupt_tokenizer_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(SagaError, match="cannot read tokenizer"):
         StoryTokenizer.load(tmp_path / "bad.json")
+
+
+def test_text_pieces_cut_only_where_the_tokens_stay_the_same(tokenizer: StoryTokenizer) -> None:
+    rng = random.Random(3)
+    words = ["Lily", "ran", "to", "the", "park.", "It's", "fun!", '"Hi,"', "42", "Zoë", "…",
+             "<|endoftext|>", "<|story|>", "日本"]
+    spaces = [" ", " ", " ", "  ", "\n", "\n\n", " \n ", "   \n"]
+    text = "".join(rng.choice(words) + rng.choice(spaces) for _ in range(3000))
+    for limit in (20, 57, 300):
+        pieces = list(text_pieces(text, limit))
+        assert "".join(pieces) == text and len(pieces) > len(text) // limit
+        assert max(map(len, pieces)) <= limit
+        assert [i for p in pieces for i in tokenizer.encode(p)] == tokenizer.encode(text)
+
+
+def test_a_word_longer_than_a_piece_is_cut_but_never_inside_a_control_token() -> None:
+    text = "x" * 30 + "<|endoftext|>" + "y" * 30
+    for limit in range(15, 45):
+        pieces = list(text_pieces(text, limit))
+        assert "".join(pieces) == text and max(map(len, pieces)) <= limit
+        assert any("<|endoftext|>" in p for p in pieces), limit
+    assert list(text_pieces("a" * 100, 40)) == ["a" * 40, "a" * 40, "a" * 20]
+
+
+def test_a_long_one_line_text_is_encoded_in_bounded_memory(tmp_path: Path) -> None:
+    # Given whole, the HF tokenizer keeps ~600 bytes per token: 680 MB for these 4 MB.
+    story = tmp_path / "story.txt"
+    story.write_text(one_line_story(4_000_000))
+    assert PIECE_CHARS < 100_000
+    script = ("import sys; from pathlib import Path; from saga_model.tokenizer import "
+              "StoryTokenizer; t = StoryTokenizer.load(sys.argv[1]); "
+              "ids = t.encode(Path(sys.argv[2]).read_text()); "
+              "print(len(ids), t.encode_flat([Path(sys.argv[2]).read_text()])[0].size, "
+              "file=sys.stderr)")
+    peak, err = peak_rss_mb("-c", script, str(ROOT / "saga_model/pretrained/tokenizer.json"),
+                            str(story))
+    counts = err.split()
+    assert len(counts) == 2 and counts[0] == counts[1] and int(counts[0]) > 900_000, err
+    assert peak < 250, f"peak RSS {peak:.0f} MB"

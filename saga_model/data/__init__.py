@@ -10,8 +10,14 @@ it in batches (:mod:`.batches`).
 """
 
 from ..text import clean_story, split_stories
-from .batches import eval_batch_count, eval_chunks, sample_batch, window_starts
-from .corpus import SEPARATOR, read_stories
+from .batches import (
+    StreamedEvalChunks,
+    eval_batch_count,
+    eval_chunks,
+    sample_batch,
+    window_starts,
+)
+from .corpus import SEPARATOR, read_stories, stream_stories
 from .examples import PreparedData, TokenSplit, conditioned_example, unconditioned_example
 from .prepare import DATA_FORMAT_VERSION, TOKENIZER_SAMPLE_CHARS, prepare_data
 from .workers import PARALLEL_MIN_BYTES
@@ -22,6 +28,7 @@ __all__ = [
     "SEPARATOR",
     "TOKENIZER_SAMPLE_CHARS",
     "PreparedData",
+    "StreamedEvalChunks",
     "TokenSplit",
     "clean_story",
     "conditioned_example",
@@ -31,6 +38,7 @@ __all__ = [
     "read_stories",
     "sample_batch",
     "split_stories",
+    "stream_stories",
     "unconditioned_example",
     "window_starts",
 ]

@@ -60,3 +60,54 @@ def eval_chunks(split: TokenSplit, context: int, batch_size: int,
             return
         rows = offsets[i : i + batch_size]
         yield np.asarray(split.tokens[rows[:, None] + np.arange(length + 1)], dtype=np.int32)
+
+
+class StreamedEvalChunks:
+    """The batches of :func:`eval_chunks` over a token stream that arrives in pieces: the same
+    windows in the same batches, each batch given as soon as its tokens have arrived.  Only
+    the tokens not yet batched are kept."""
+
+    def __init__(self, context: int, batch_size: int) -> None:
+        self.context = context
+        self.batch_size = batch_size
+        self.n_tokens = 0  # tokens added so far
+        self._pending: list[np.ndarray] = []
+        self._pending_size = 0
+        self._batched = False
+
+    def add(self, tokens: np.ndarray) -> list[np.ndarray]:
+        """Take the next tokens of the stream; returns the batches they complete."""
+        self._pending.append(tokens)
+        self._pending_size += tokens.size
+        self.n_tokens += tokens.size
+        stride = self.batch_size * self.context
+        if self._pending_size < stride + 1:
+            return []
+        stream = np.concatenate(self._pending)
+        full = (stream.size - 1) // stride
+        rest = stream[full * stride:]  # a window's last token is the next one's first
+        self._pending, self._pending_size = [rest], rest.size
+        self._batched = True
+        return [_windows(stream[i * stride : (i + 1) * stride + 1], self.context)
+                for i in range(full)]
+
+    def finish(self) -> list[np.ndarray]:
+        """The last batches, once the whole stream was added (windows that do not fit at the
+        end are left out, as :func:`eval_chunks` does)."""
+        stream = np.concatenate([np.empty(0, dtype=np.int32), *self._pending])
+        self._pending, self._pending_size = [], 0
+        length = self.context if self._batched else min(self.context, stream.size - 1)
+        if length < 1:
+            return []
+        n_windows = (stream.size - 1) // length
+        stride = self.batch_size * length
+        return [_windows(stream[i : min(i + stride, n_windows * length) + 1], length)
+                for i in range(0, n_windows * length, stride)]
+
+
+def _windows(stretch: np.ndarray, length: int) -> np.ndarray:
+    """Consecutive windows of ``length + 1`` tokens over ``stretch`` (of ``k * length + 1``
+    tokens), each starting at the last token of the one before, as int32 rows."""
+    n_windows = (stretch.size - 1) // length
+    return np.asarray(stretch[np.arange(n_windows)[:, None] * length + np.arange(length + 1)],
+                      dtype=np.int32)

@@ -101,16 +101,25 @@ def _separated(texts: Iterable[str]) -> Iterator[str]:
 
 
 def _text_file_stories(text: TextIO, file: Path) -> Iterator[str]:
-    pending = ""
+    """The stories of a text file, read a chunk at a time: a story that spans many chunks is
+    joined once, when its end is found (not once per chunk, which took quadratic time)."""
+    pending: list[str] = []  # chunks of the story being read, none with a separator
+    tail = ""  # the last characters of ``pending``: too few for a separator
     while chunk := text.read(_READ_CHARS):
         if "\x00" in chunk or chunk.count("\ufffd") > len(chunk) // 20:
             raise SagaError(f"{file} is not a text file (it holds binary data): remove it from "
                             "the data folder")
-        parts = (pending + chunk).split(SEPARATOR)
-        pending = parts.pop()
+        if SEPARATOR not in tail + chunk:
+            pending.append(chunk)
+            tail = (tail + chunk)[1 - len(SEPARATOR):]
+            continue
+        parts = "".join([*pending, chunk]).split(SEPARATOR)
+        pending = [parts.pop()]
+        tail = pending[0][1 - len(SEPARATOR):]
         yield from (part for part in parts if part.strip())
-    if pending.strip():
-        yield pending
+    story = "".join(pending)
+    if story.strip():
+        yield story
 
 
 def _jsonl_file_stories(text: TextIO, file: Path) -> Iterator[str]:
@@ -144,7 +153,8 @@ def _parquet_file_stories(file: Path) -> Iterator[str]:
 
 
 def _file_stories(file: Path, position: Callable[[int], None]) -> Iterator[str]:
-    """Raw stories of one file; ``position`` is told how many bytes of the file were read."""
+    """Raw stories of one file; before each, ``position`` is told how many bytes of the file
+    were read (this story's included)."""
     kind = _format(file)
     if kind == "parquet":
         yield from _parquet_file_stories(file)
@@ -156,8 +166,8 @@ def _file_stories(file: Path, position: Callable[[int], None]) -> Iterator[str]:
         stories = (_jsonl_file_stories(text, file) if kind == "jsonl"
                    else _text_file_stories(text, file))
         for story in stories:
-            yield story
             position(raw.tell())
+            yield story
     except (gzip.BadGzipFile, EOFError, OSError) as exc:
         reason = "truncated gzip data" if isinstance(exc, EOFError) else str(exc)
         raise SagaError(f"cannot read {file}: {reason}") from None
@@ -166,9 +176,10 @@ def _file_stories(file: Path, position: Callable[[int], None]) -> Iterator[str]:
         raw.close()
 
 
-def _clean_unique(raw: Iterable[str]) -> Iterator[str]:
-    """Cleaned stories, empty ones and repeats dropped, in order."""
-    seen: set[bytes] = set()
+def _clean_unique(raw: Iterable[str], seen: set[bytes] | None = None) -> Iterator[str]:
+    """Cleaned stories, empty ones and repeats (of each other and of the keys in ``seen``,
+    which grows) dropped, in order."""
+    seen = set() if seen is None else seen
     for text in raw:
         story = clean_story(text)
         if story and (key := story_key(story)) not in seen:
@@ -187,9 +198,33 @@ def read_stories(path: str | Path) -> list[str]:
     A text file holds many stories separated by ``<|endoftext|>`` lines, or one story; a
     ``.jsonl`` file one story per line (a ``text`` field); a ``.parquet`` file a ``text``
     column.  ``.gz`` files are decompressed on the fly.  Meant for small corpora: the stories
-    are returned as a list (:func:`prepare_data` streams instead).
+    are returned as a list (:func:`stream_stories` and :func:`prepare_data` stream instead).
     """
     return list(_clean_unique(_all_stories(_story_files(Path(path)))))
+
+
+def stream_stories(path: str | Path) -> Iterator[tuple[str, int, int]]:
+    """The stories of :func:`read_stories`, in the same order, one at a time: (story, bytes of
+    the files read so far, bytes of all the files).  Memory holds one story and a key per
+    story (about 100 bytes, to drop repeats), never the file."""
+    files = _story_files(Path(path))
+    try:
+        sizes = [f.stat().st_size for f in files]
+    except OSError as exc:
+        raise SagaError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    total = sum(sizes)
+    offset = 0
+    read = [0]
+    seen: set[bytes] = set()
+
+    def position(n: int) -> None:
+        read[0] = n
+
+    for file, size in zip(files, sizes, strict=True):
+        read[0] = 0
+        for story in _clean_unique(_file_stories(file, position), seen):
+            yield story, offset + min(read[0], size), total
+        offset += size
 
 
 def story_key(story: str) -> bytes:

@@ -104,9 +104,9 @@ class _TokenFile:
         self.lengths.frombytes(lengths.astype(np.int64, copy=False).tobytes())
         self.n_tokens += int(tokens.size)
 
-    def add_tokens(self, ids: list[int]) -> None:
+    def add_tokens(self, ids: np.ndarray) -> None:
         """Append one example."""
-        self.add(Part(np.asarray(ids, dtype=np.uint16), np.array([len(ids)]), np.array([0])),
+        self.add(Part(ids.astype(np.uint16, copy=False), np.array([ids.size]), np.array([0])),
                  np.ones(1, dtype=bool))
 
     def drop_last(self) -> None:
@@ -177,7 +177,7 @@ def _write_splits(corpus: Corpus, recipe: Recipe, tokenizer: StoryTokenizer, wor
             for token_file in copies:
                 token_file.drop_last()
             text, size = last_train
-            valid.add_tokens(tokenizer.encode(unconditioned_example(clean_story(text))))
+            valid.add_tokens(tokenizer.encode_flat([unconditioned_example(clean_story(text))])[0])
             tally["train"] = _Tally(tally["train"].stories - 1, tally["train"].bytes - size)
             tally["valid"] = _Tally(1, size)
         if (hash_split and not tally["train"].stories and tally["valid"].stories > 1

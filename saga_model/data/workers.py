@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import multiprocessing
 import os
 import signal
@@ -112,20 +111,14 @@ class _Worker:
             batch.parts = [self._encode(examples) for examples in destinations]
         return batch
 
-    def _encode(self, examples: list[tuple[int, str]], step: int = 256) -> Part:
-        """Token ids of the examples, encoded a few at a time (the tokenizer's per-text
-        objects are large)."""
+    def _encode(self, examples: list[tuple[int, str]]) -> Part:
+        """Token ids of the examples (long ones in pieces: see
+        :func:`~saga_model.tokenizer.text_pieces`)."""
         assert self.tokenizer is not None
-        tokens = [np.empty(0, dtype=np.uint16)]
-        lengths = [np.empty(0, dtype=np.int64)]
-        for i in range(0, len(examples), step):
-            ids = self.tokenizer.encode_batch([text for _, text in examples[i : i + step]])
-            lengths.append(np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)))
-            tokens.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.uint16,
-                                      count=int(lengths[-1].sum())))
+        tokens, lengths = self.tokenizer.encode_flat((text for _, text in examples), np.uint16)
         owners = np.fromiter((owner for owner, _ in examples), dtype=np.int64,
                              count=len(examples))
-        return Part(np.concatenate(tokens), np.concatenate(lengths), owners)
+        return Part(tokens, lengths, owners)
 
 
 _WORKER: _Worker | None = None
