@@ -140,9 +140,9 @@ def test_streamed_text_loss_equals_scoring_the_whole_file(tiny_run: Path, corpus
     split = TokenSplit(np.concatenate([np.asarray(i, dtype=np.uint16) for i in ids]),
                        np.cumsum([0] + [len(i) for i in ids[:-1]]),
                        sum(len(s.encode()) for s in stories))
-    for batch_size in (16, 5):
+    for batch_size in (None, 5):  # the default: 16 windows of 128 tokens
         whole = evaluate(model, PreparedData(split, split, Path()), tokenizer,
-                         model.config.context_length, batch_size)
+                         model.config.context_length, batch_size or 16)
         streamed = text_loss(model, tokenizer, text, batch_size)
         assert (streamed.stories, streamed.tokens) == (16, split.n_tokens)
         assert (streamed.loss, streamed.bits_per_byte) == whole

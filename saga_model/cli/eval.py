@@ -3,13 +3,14 @@ story quality under an independent judge model."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..checkpoint import load_model, write_json
-from ..data import read_stories
+from ..data import stream_stories
 from ..errors import SagaError
 from ..evaluate import Adherence, conditioning_report, generate_for_judge, text_loss
 from ..generate import SamplingOptions
@@ -90,8 +91,9 @@ def _load_judge(path: str | None) -> Judge:
 
 
 def _first_stories(path: str, count: int) -> list[str]:
-    """The first ``count`` stories of a file, or a clear error when it has none."""
-    stories = read_stories(path)[:count]
+    """The first ``count`` stories of a file (the rest is not read), or a clear error when it
+    has none."""
+    stories = [story for story, _, _ in itertools.islice(stream_stories(path), count)]
     if not stories:
         raise SagaError(f"no stories in {path}")
     return stories
