@@ -59,7 +59,7 @@ _LAZY = {
     "load_model": "checkpoint", "save_model": "checkpoint",
     "PreparedData": "data", "prepare_data": "data", "read_stories": "data",
     "StoryPiece": "generate", "StoryRequest": "generate",
-    "stream_story": "generate", "tell_story": "generate",
+    "make_decoder": "generate", "stream_story": "generate", "tell_story": "generate",
     "StoryModel": "model", "count_parameters": "model", "release_thread": "model",
     "StoryTokenizer": "tokenizer", "train_tokenizer": "tokenizer",
     "run_training": "train",
@@ -68,7 +68,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from .checkpoint import load_model, save_model
     from .data import PreparedData, prepare_data, read_stories
-    from .generate import StoryPiece, StoryRequest, stream_story, tell_story
+    from .generate import StoryPiece, StoryRequest, make_decoder, stream_story, tell_story
     from .model import StoryModel, count_parameters, release_thread
     from .tokenizer import StoryTokenizer, train_tokenizer
     from .train import run_training
@@ -124,6 +124,7 @@ __all__ = [
     "derive_labels",
     "format_duration",
     "load_model",
+    "make_decoder",
     "prepare_data",
     "read_metrics",
     "read_stories",

@@ -244,6 +244,7 @@ async def test_continue_goes_on_from_a_story_longer_than_the_context(
         await pilot.pause()
         await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: finished(app), what="continuation written")
+        await pilot.pause()  # the seed under the pane follows the end of the story
         continued = story_text(app)
         seed = int(str(app.screen.query_one("#story-pane").border_subtitle).split()[1])
         await pilot.press("ctrl+s", "enter")

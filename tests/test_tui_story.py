@@ -95,7 +95,8 @@ async def test_generate_streams_the_story_token_by_token(
         final = story_text(app)
         assert f"{expected[-1].n_tokens} tokens" in status_text(app)
         assert "/s" in status_text(app)
-        assert app.screen.query_one("#story-pane").border_subtitle == f"seed {seed}"
+        await wait_for(pilot, lambda: app.screen.query_one("#story-pane").border_subtitle
+                       == f"seed {seed}", what="the seed under the story")
     lengths = [n for n, _ in shown]
     # Streamed: the first token at once, then the pieces of each frame together (tui.pacing).
     assert len(shown) >= 2 and lengths == sorted(lengths) and lengths[-1] == len(final)
@@ -200,7 +201,8 @@ async def test_saved_story_is_found_after_a_restart_and_told_again_exactly(
         await wait_for(pilot, lambda: isinstance(app.screen, StoryScreen) and (
             "done" in status_text(app) or "max length" in status_text(app)), what="told again")
         assert story_text(app).strip() == written
-        assert app.screen.query_one("#story-pane").border_subtitle == f"seed {saved.seed}"
+        await wait_for(pilot, lambda: app.screen.query_one("#story-pane").border_subtitle
+                       == f"seed {saved.seed}", what="the seed under the story")
         assert not [m for m in notifications(app) if "come out differently" in m]
 
 

@@ -16,8 +16,9 @@ from dataclasses import replace
 
 from .session import StoryUpdate
 
-#: The longest a piece waits for the screen (seconds): 10 updates a second at most.
-FRAME_SECONDS = 0.1
+#: The longest a piece waits for the screen (seconds): 4 updates a second at most. Each
+#: update costs the UI thread a frame (5-10 ms on 2 cores), time the model loses.
+FRAME_SECONDS = 0.25
 
 
 class FramePacer:

@@ -16,12 +16,13 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.markup import escape
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Input, Select, Static
+from textual.widgets import DataTable, Input, Select, Static
 
 from ..highlight import marked_content, marked_text
 from ..library import Filters, Found, LibraryError, SavedStory
 from ..models import lasting_label
 from ..paths import exports_dir
+from ..widgets.key_footer import KeyFooter
 from ..widgets.library_filters import LibraryFilters
 from ..widgets.nav_bar import NavBar
 from ..widgets.story_view import StoryView, with_paragraph_space
@@ -88,7 +89,7 @@ class LibraryScreen(GrainScreen):
             with Vertical(id="preview-pane"):
                 yield Static(id="story-meta")
                 yield StoryView(id="library-story")
-        yield Footer(compact=True, show_command_palette=False)  # ^p is on the top line
+        yield KeyFooter(compact=True, show_command_palette=False)  # ^p is on the top line
 
     @property
     def table(self) -> DataTable[str]:

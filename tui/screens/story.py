@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.markup import escape
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Input, Select
+from textual.widgets import Button, Input, Select
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from saga_model import SagaError
@@ -41,6 +41,7 @@ from ..session import (
 )
 from ..speech import NO_ENGINE, SentenceSplitter
 from ..widgets.generation_status import GenerationStatus
+from ..widgets.key_footer import KeyFooter
 from ..widgets.nav_bar import NavBar
 from ..widgets.story_settings import FormError, StorySettingsForm
 from ..widgets.story_view import StoryView
@@ -48,6 +49,15 @@ from .base import GrainScreen
 from .branch import BranchDialog
 from .export import ExportChoice, ExportDialog
 from .prompt import PromptDialog
+
+#: A new story's first token usually comes within a few hundredths of a second: the pane is
+#: emptied in the frame that shows it (one frame instead of two while the model starts), or
+#: after this long if it is slower.
+CLEAR_WITHIN_SECONDS = 0.1
+#: The seed under the pane and the footer's keys (stop, not save) follow a new story once it
+#: took this long, else when it ends: for a story told in a blink they would just flicker, and
+#: redrawing the pane's border and restyling the keys is work that the model's thread waits for.
+DETAILS_AFTER_SECONDS = 1.0
 
 
 class StoryScreen(GrainScreen):
@@ -121,6 +131,8 @@ class StoryScreen(GrainScreen):
         self._reveal_timer: Timer | None = None
         self._sentences: SentenceSplitter | None = None  # reading aloud as text appears
         self._ready_shown = False  # the "how to start" hint is on screen
+        self._clear_timer: Timer | None = None  # a new story's pane is still to be emptied
+        self._details_timer: Timer | None = None  # the seed and keys still show the last story
 
     def compose(self) -> ComposeResult:
         """Navigation, settings pane, story pane, footer."""
@@ -136,7 +148,7 @@ class StoryScreen(GrainScreen):
                 yield StoryView(id="story-view")
                 yield Button("Train a model (F3)", id="train-button", variant="primary")
                 yield GenerationStatus(id="generation-status")
-        yield Footer(compact=True, show_command_palette=False)  # ^p is on the top line
+        yield KeyFooter(compact=True, show_command_palette=False)  # ^p is on the top line
 
     @property
     def form(self) -> StorySettingsForm:
@@ -269,7 +281,8 @@ class StoryScreen(GrainScreen):
     # -- generation --------------------------------------------------------------------------
 
     def _job_from_form(self) -> StoryJob | None:
-        """Validate the form into a job; tell the user what is wrong otherwise."""
+        """Validate the form into a job (the form's values become the preferences, saved by the
+        caller); tell the user what is wrong otherwise."""
         try:
             settings = self.form.read()
         except FormError as exc:
@@ -277,7 +290,6 @@ class StoryScreen(GrainScreen):
             self.form.query_one(f"#{exc.field_id}").focus()
             return None
         self.grain.prefs.story = settings
-        self.grain.save_prefs()
         path = self.form.model_path()
         if path is None:
             self.notify(f"There is no model to write with yet: press "
@@ -292,9 +304,13 @@ class StoryScreen(GrainScreen):
 
     def action_generate(self) -> None:
         """Write a new story with the form's settings (cancelling one being written)."""
+        settings = self.grain.prefs.story
         job = self._job_from_form()
         if job is not None:
             self._start(job)
+        if self.grain.prefs.story is not settings:  # the form was read: saved once the story
+            # is under way, so that writing the file does not hold up its first token
+            self.call_after_refresh(self.grain.save_prefs)
 
     def action_regenerate(self) -> None:
         """Write another story with the last settings and a new random seed."""
@@ -343,11 +359,31 @@ class StoryScreen(GrainScreen):
                 60 / self.grain.prefs.bedtime.words_per_minute, self._reveal_tick)
         self.grain.stop_speaking()
         self._sentences = self._reader()
-        self._set_telling(True)
-        self.view.clear()
+        self._write(self._run_id, job)  # first: the model starts before the screen is redrawn
+        self._telling = True
         self.status.show("writing", 0)
+        for timer in (self._clear_timer, self._details_timer):
+            if timer is not None:
+                timer.stop()
+        self._clear_timer = self.set_timer(CLEAR_WITHIN_SECONDS, self._show_new_story)
+        self._details_timer = self.set_timer(DETAILS_AFTER_SECONDS, self._show_details)
+
+    def _show_new_story(self) -> None:
+        """Empty the pane for the story being started (once, with its first piece or after
+        CLEAR_WITHIN_SECONDS)."""
+        if self._clear_timer is None:
+            return
+        self._clear_timer.stop()
+        self._clear_timer = None
+        self.view.clear()
+
+    def _show_details(self) -> None:
+        """The seed under the pane and the keys that work now in the footer."""
+        if self._details_timer is not None:
+            self._details_timer.stop()
+            self._details_timer = None
         self._show_subtitle()
-        self._write(self._run_id, job)
+        self.refresh_bindings()
 
     @work(thread=True, exclusive=True, group="story", exit_on_error=False)
     def _write(self, run_id: int, job: StoryJob) -> None:
@@ -366,6 +402,7 @@ class StoryScreen(GrainScreen):
         dropped)."""
         if message.run_id != self._run_id or self._job is None:
             return
+        self._show_new_story()
         piece = self._last_piece = message.update
         self._model_id = piece.model_id
         if self._reveal is not None:
@@ -416,7 +453,7 @@ class StoryScreen(GrainScreen):
         """The whole story is on screen."""
         piece = self._written
         self._stop_reveal()
-        self._set_telling(False)
+        self._stop_telling()
         if self._sentences is not None:
             self.grain.speak(self._sentences.flush())
         if piece is not None:
@@ -427,8 +464,9 @@ class StoryScreen(GrainScreen):
         """Show why nothing (more) can be written."""
         if message.run_id != self._run_id:
             return
+        self._show_new_story()
         self._stop_reveal()
-        self._set_telling(False)
+        self._stop_telling()
         self.status.show("error")
         if not self.view.text:  # a story already on screen stays there
             self._ready_shown = False
@@ -449,18 +487,23 @@ class StoryScreen(GrainScreen):
         self.grain.stop_speaking()
         if not self._telling:
             return
+        self._show_new_story()
         self._run_id += 1
         self._stop_reveal()
-        self._set_telling(False)
+        self._stop_telling()
         self.workers.cancel_group(self, "story")
         piece = self._last_piece
         self.status.show("stopped", piece.n_tokens if piece else 0,
                          self._speed(piece) if piece else None)
 
-    def _set_telling(self, generating: bool) -> None:
-        """Note whether a story is being written (and update which keys are active)."""
-        self._telling = generating
-        self.refresh_bindings()
+    def _stop_telling(self) -> None:
+        """No story is coming any more: the seed and the footer's keys follow (after the frame
+        that shows the story's end)."""
+        self._telling = False
+        if self._details_timer is not None:
+            self._details_timer.stop()
+            self._details_timer = None
+        self.call_after_refresh(self._show_details)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys that would do nothing right now are shown dimmed in the footer."""
@@ -486,6 +529,7 @@ class StoryScreen(GrainScreen):
 
     def action_read_aloud(self) -> None:
         """Switch reading aloud on (from the start of the story on screen) or off."""
+        self._show_new_story()  # not the story before a new one
         speech = self.grain.prefs.speech
         if speech.enabled:
             speech.enabled = False

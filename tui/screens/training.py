@@ -14,7 +14,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Footer, Input, Select
+from textual.widgets import Button, Input, Select
 
 from saga_model import EvalMetrics, MetricsReader
 
@@ -29,6 +29,7 @@ from ..runs import (
     parse_extra_flags,
     validate_run_name,
 )
+from ..widgets.key_footer import KeyFooter
 from ..widgets.loss_chart import LossChart
 from ..widgets.nav_bar import NavBar
 from ..widgets.run_stats import RunStats
@@ -104,7 +105,7 @@ class TrainingScreen(GrainScreen):
                 sample = StoryView(id="sample-view")
                 sample.border_title = SAMPLE_TITLE
                 yield sample
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def progress(self) -> RunProgress:

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from textual import events
 from textual.content import Content
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.timer import Timer
+from textual.widget import Widget
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n|\n")
-#: While a story is written its scrollable height grows by this many lines at a time, and
-#: takes the text's height again once no text came for SETTLE_SECONDS.
-GROW_LINES = 16
-SETTLE_SECONDS = 0.3
 
 
 def with_paragraph_space(text: str) -> str:
@@ -30,17 +27,21 @@ class StoryView(ScrollView, can_focus=True):
     It draws its own lines: the paragraphs are wrapped once and kept, so a new piece re-wraps
     only the paragraph it adds to, and repaints the pane alone (a widget holding the whole
     text would re-wrap all of it and lay out the whole screen at every piece, which made the
-    app show a story at half the model's speed).
+    app show a story at half the model's speed). Its scrollable height follows the text
+    without laying out the screen either (see :meth:`_set_height`).
 
     While a story is written the view follows its end until the user scrolls up; scrolling
-    back to the bottom follows again. The scrollbar's column is always kept, so the text never
-    re-wraps when the scrollbar appears. It can be maximized to read a story full screen.
+    back to the bottom follows again. The scrollbar is always there, its track the colour of
+    the pane (only its thumb shows, when there is something to scroll): the text never re-wraps
+    and the screen is never laid out again for it. It can be maximized to read a story full
+    screen.
     """
 
     DEFAULT_CSS = """
     StoryView {
-        scrollbar-gutter: stable;
+        overflow-y: scroll;
         overflow-x: hidden;
+        scrollbar-background: transparent;
     }
     """
 
@@ -50,11 +51,12 @@ class StoryView(ScrollView, can_focus=True):
         self._shown = Content("")
         self._paragraphs: list[tuple[Content, list[Content]]] = []  # each with its lines
         self._lines: list[Content] = []
+        self._strips: dict[int, tuple[Content, tuple[Any, ...], Strip]] = {}  # drawn lines
+        self._line_style: tuple[Any, ...] = (0, None, None)  # width and styles of this frame
         self._wrap_width = 0
         self._follow = False  # a story is being written
         self._at_end = False  # ... and the view keeps its end in view (the user did not scroll up)
         self._moving = False  # the view itself is scrolling to the end
-        self._settle: Timer | None = None
 
     @property
     def text(self) -> str:
@@ -120,23 +122,20 @@ class StoryView(ScrollView, can_focus=True):
                 kept.append((paragraph, paragraph.wrap(width) or [paragraph]))
         self._paragraphs = kept
         self._lines = [line for _, wrapped in kept for line in wrapped]
-        height = len(self._lines)
-        if self._follow and height > self.scrollable_content_region.height:
-            height = -(-height // GROW_LINES) * GROW_LINES  # a new size lays out the screen
-            if self._settle is not None:
-                self._settle.stop()
-            self._settle = self.set_timer(SETTLE_SECONDS, self._fit_size)
-        if self.virtual_size != Size(width, height):
-            self.virtual_size = Size(width, height)
+        self._set_height(Size(width, len(self._lines)))
         self.refresh()
         self._keep_end_in_view()
 
-    def _fit_size(self) -> None:
-        """No new text for a moment: the scrollable height is the text's again."""
-        self._settle = None
-        if self._wrap_width:
-            self.virtual_size = Size(self._wrap_width, len(self._lines))
-            self.call_after_refresh(self._keep_end_in_view)
+    def _set_height(self, size: Size) -> None:
+        """Make ``size`` the scrollable size, without laying out the screen.
+
+        Setting ``virtual_size`` lays out the whole screen (every widget of the form), which
+        took 20 ms a time on 2 cores beside the model; the pane's size on screen does not
+        depend on its text, so only its scrollbar (and the largest scroll offset) follows.
+        """
+        if size != self.virtual_size:
+            self.set_reactive(Widget.virtual_size, size)
+            self._scroll_update(size)
 
     def _end_y(self) -> int:
         """The scroll position that shows the last line at the bottom of the pane."""
@@ -165,11 +164,23 @@ class StoryView(ScrollView, can_focus=True):
         """A new width: wrap again."""
         self._layout_lines()
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """The pane's lines in ``crop``; the pane's styles are looked up once for them all."""
+        self._line_style = (self.scrollable_content_region.width, self.visual_style,
+                            self.rich_style)
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
-        """One line of the pane (scrolled)."""
+        """One line of the pane (scrolled); a line drawn before is drawn again only if its text
+        or the pane's style changed (the pane repaints whole as it scrolls to follow a story)."""
         index = self.scroll_offset.y + y
-        width, style = self.scrollable_content_region.width, self.rich_style
+        width, visual_style, style = self._line_style
         if index >= len(self._lines):
             return Strip.blank(width, style)
-        segments = self._lines[index].render_segments(self.visual_style)
-        return Strip(segments).crop_extend(0, width, style)
+        line = self._lines[index]
+        known = self._strips.get(index)
+        if known is not None and known[0] is line and known[1] == self._line_style:
+            return known[2]
+        strip = Strip(line.render_segments(visual_style)).crop_extend(0, width, style)
+        self._strips[index] = (line, self._line_style, strip)
+        return strip
