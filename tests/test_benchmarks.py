@@ -102,7 +102,9 @@ def test_tui_speed_smoke(results: Path) -> None:
         assert row["tokens"] > 0 and row["tokens_per_sec"] > 0 and row["first_token_ms"] > 0
     assert [s["cli"]["tokens"] for s in data["stories"]] == [s["tui"]["tokens"]
                                                              for s in data["stories"]]
-    assert tui["vs_cli"] > 0 and isinstance(tui["meets_goal"], bool)
+    assert tui["vs_cli"] > 0 and tui["status_vs_cli"] > 0 and isinstance(tui["meets_goal"], bool)
+    assert tui["status_tokens_per_sec"] > 0 and tui["ui_cpu_ms"] > 0
+    assert len(tui["vs_cli_by_repeat"]) == len(tui["load_average_1m_by_repeat"]) == 1
 
 
 def test_report_renders_every_block(results: Path, tmp_path: Path) -> None:

@@ -179,7 +179,8 @@ class StoryView(ScrollView, can_focus=True):
             return Strip.blank(width, style)
         line = self._lines[index]
         known = self._strips.get(index)
-        if known is not None and known[0] is line and known[1] == self._line_style:
+        if known is not None and known[1] == self._line_style and (
+                known[0].plain, known[0].spans) == (line.plain, line.spans):
             return known[2]
         strip = Strip(line.render_segments(visual_style)).crop_extend(0, width, style)
         self._strips[index] = (line, self._line_style, strip)
