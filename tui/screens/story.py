@@ -361,7 +361,6 @@ class StoryScreen(GrainScreen):
         self._sentences = self._reader()
         self._write(self._run_id, job)  # first: the model starts before the screen is redrawn
         self._telling = True
-        self.status.show("writing", 0)
         for timer in (self._clear_timer, self._details_timer):
             if timer is not None:
                 timer.stop()
@@ -376,6 +375,7 @@ class StoryScreen(GrainScreen):
         self._clear_timer.stop()
         self._clear_timer = None
         self.view.clear()
+        self.status.show("writing", 0)
 
     def _show_details(self) -> None:
         """The seed under the pane and the keys that work now in the footer."""
