@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,10 +55,32 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None,
 def peak_rss_mb(*args: str, until: str | None = None, env: dict[str, str] | None = None,
                 timeout: float = 300) -> tuple[float, str]:
     """(peak resident memory in MB, stderr) of ``python args`` run in a fresh process; with
-    ``until``, the process is killed once a line of its stderr contains ``until``."""
+    ``until``, the process is killed once a line of its stderr contains ``until``.
+
+    The peak is the child's own address space's high-water mark (``VmHWM``), polled while it
+    runs: ``wait4``'s ``ru_maxrss`` would also count the test process's memory, which the
+    child's address space held until its ``exec``.
+    """
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     assert proc.stderr is not None
+    peak_kb = [0]
+    running = threading.Event()
+    running.set()
+
+    def watch() -> None:
+        status = Path(f"/proc/{proc.pid}/status")
+        while running.is_set():
+            try:
+                fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+            except (OSError, ValueError):
+                return
+            if "VmHWM" in fields:
+                peak_kb[0] = max(peak_kb[0], int(fields["VmHWM"].split()[0]))
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
     lines = []
@@ -65,14 +88,15 @@ def peak_rss_mb(*args: str, until: str | None = None, env: dict[str, str] | None
         for line in proc.stderr:
             lines.append(line)
             if until is not None and until in line:
-                proc.kill()
                 break
     finally:
+        running.clear()
+        watcher.join()
         timer.cancel()
-        _, _, usage = os.wait4(proc.pid, 0)  # this child's own figures (Linux: kilobytes)
-        proc.returncode = -1
+        proc.kill()
+        proc.wait()
         proc.stderr.close()
-    return usage.ru_maxrss / 1024, "".join(lines)
+    return peak_kb[0] / 1024, "".join(lines)
 
 
 def one_line_story(n_chars: int) -> str:
