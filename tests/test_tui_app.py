@@ -7,7 +7,6 @@ import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from textual.widgets import DataTable
 from tui_helpers import AppHome, notifications, replace_text, wait_for
 
@@ -22,7 +21,6 @@ from tui.screens.story import StoryScreen
 from tui.screens.too_small import TooSmallScreen
 from tui.widgets.story_view import StoryView
 
-pytestmark = pytest.mark.asyncio
 SIZE = (80, 24)
 
 

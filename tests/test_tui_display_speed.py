@@ -28,7 +28,6 @@ from tui.widgets.generation_status import GenerationStatus
 from tui.widgets.key_footer import KeyFooter
 from tui.widgets.story_view import StoryView
 
-pytestmark = pytest.mark.asyncio
 SIZE = (80, 24)
 SENTENCE = ("Mia found a little red boat by the pond and pushed it out onto the water, where "
             "it sailed past the ducks and the reeds until it reached the other side.\n")

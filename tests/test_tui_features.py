@@ -40,7 +40,6 @@ from tui.themes import BEDTIME_THEME
 from tui.widgets.generation_status import GenerationStatus
 from tui.widgets.story_view import StoryView
 
-pytestmark = pytest.mark.asyncio
 SIZE = (80, 24)
 
 

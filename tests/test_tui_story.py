@@ -25,7 +25,6 @@ from tui.screens.story import StoryScreen
 from tui.widgets.generation_status import GenerationStatus
 from tui.widgets.story_view import StoryView
 
-pytestmark = pytest.mark.asyncio
 SIZE = (80, 24)
 
 

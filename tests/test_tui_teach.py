@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from conftest import FIXTURES
 from textual.widgets import Select, Static
 from tui_helpers import AppHome, notifications, replace_text, wait_for
@@ -17,7 +16,6 @@ from tui.screens.training import TrainingScreen
 from tui.widgets.loss_chart import LossChart
 from tui.widgets.run_stats import RunStats
 
-pytestmark = pytest.mark.asyncio
 SIZE = (80, 24)
 FAMILY = FIXTURES / "family" / "train"
 

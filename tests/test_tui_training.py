@@ -7,7 +7,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 from textual.widgets import Select
 from textual.widgets._select import SelectOverlay
 from tui_helpers import AppHome, notifications, replace_text, wait_for
@@ -18,7 +17,6 @@ from tui.screens.training import TrainingScreen
 from tui.widgets.loss_chart import LossChart
 from tui.widgets.run_stats import RunStats
 
-pytestmark = pytest.mark.asyncio
 SIZE = (80, 24)
 
 
