@@ -12,13 +12,11 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from tui_helpers import AppHome, notifications, replace_text, wait_for
+from tui_helpers import AppHome, notifications, replace_text, status_text, story_text, wait_for
 
 from tui.app import GrainApp
 from tui.library import LibraryError, SavedStory, StoryLibrary, _enable_wal, _explain
 from tui.screens.library import LibraryScreen
-from tui.widgets.generation_status import GenerationStatus
-from tui.widgets.story_view import StoryView
 
 NO_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
@@ -115,14 +113,6 @@ def test_a_library_folder_that_cannot_be_created_is_a_library_error(tmp_path: Pa
 def test_a_full_disk_is_explained() -> None:
     error = _explain(sqlite3.OperationalError("database or disk is full"), Path("lib.sqlite3"))
     assert str(error) == "The disk is full: the story library cannot be written (lib.sqlite3)."
-
-
-def story_text(app: GrainApp) -> str:
-    return app.screen.query_one("#story-view", StoryView).text
-
-
-def status_text(app: GrainApp) -> str:
-    return str(app.screen.query_one(GenerationStatus).render())
 
 
 @pytest.mark.asyncio

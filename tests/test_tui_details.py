@@ -15,7 +15,7 @@ from textual.command import CommandList, CommandPalette
 from textual.widgets import DataTable, Input, Select
 from textual.widgets._select import SelectOverlay
 from textual.widgets._toast import Toast
-from tui_helpers import AppHome, notifications, wait_for
+from tui_helpers import AppHome, notifications, status_text, wait_for
 
 import saga_model
 from saga_model import StoryPiece
@@ -33,7 +33,7 @@ SIZE = (80, 24)
 STORY = "Mia found a red boat. She sailed it across the pond. The ducks followed her home."
 
 
-def scripted_story(monkeypatch: pytest.MonkeyPatch) -> None:
+def scripted_red_boat(monkeypatch: pytest.MonkeyPatch) -> None:
     """The model "writes" STORY word by word (after the opening, as the real one)."""
 
     def stream(_model: Any, _tokenizer: Any, request: saga_model.StoryRequest,
@@ -48,15 +48,11 @@ def scripted_story(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(saga_model, "stream_story", stream)
 
 
-def status(app: GrainApp) -> str:
-    return str(app.screen.query_one(GenerationStatus).render())
-
-
 async def write_story(pilot: Any, app: GrainApp) -> None:
     """Wait for the model, write a story with ctrl+g and wait until it is done."""
-    await wait_for(pilot, lambda: "ready" in status(app), what="model loaded")
+    await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
     await pilot.press("ctrl+g")
-    await wait_for(pilot, lambda: "done" in status(app), what="story written")
+    await wait_for(pilot, lambda: "done" in status_text(app), what="story written")
 
 
 def save_the_red_boat(model: str = "") -> None:
@@ -98,7 +94,7 @@ async def test_enter_reads_a_library_story_full_screen_and_escape_comes_back(
 async def test_a_story_is_saved_once_and_a_story_told_again_is_not_saved_twice(
         app_home: AppHome, tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app_home.install_model(tiny_run)
-    scripted_story(monkeypatch)
+    scripted_red_boat(monkeypatch)
     app = GrainApp()
     async with app.run_test(size=SIZE) as pilot:
         await write_story(pilot, app)
@@ -116,7 +112,7 @@ async def test_a_story_is_saved_once_and_a_story_told_again_is_not_saved_twice(
         await pilot.press("f4")
         await pilot.pause()
         await pilot.press("t")  # told again: the very same story, already saved
-        await wait_for(pilot, lambda: "done" in status(app)
+        await wait_for(pilot, lambda: "done" in status_text(app)
                        and app.screen.query_one(StoryView).text != "", what="told again")
         await pilot.press("ctrl+s")
         await pilot.pause()
@@ -127,7 +123,7 @@ async def test_the_picker_offers_only_models_and_switching_keeps_the_story(
         app_home: AppHome, tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app_home.install_shipped_model(tiny_run)
     run = app_home.install_model(tiny_run)
-    scripted_story(monkeypatch)
+    scripted_red_boat(monkeypatch)
     app = GrainApp()
     async with app.run_test(size=SIZE) as pilot:
         await write_story(pilot, app)
@@ -140,7 +136,7 @@ async def test_the_picker_offers_only_models_and_switching_keeps_the_story(
                   for i in range(overlay.option_count)]
         assert labels == ["shipped model", "tiny (final)"]
         await pilot.press("down", "enter")
-        await wait_for(pilot, lambda: "ready · tiny" in status(app), what="other model")
+        await wait_for(pilot, lambda: "ready · tiny" in status_text(app), what="other model")
         assert picker.value == str(run)
         assert app.screen.query_one(StoryView).text == STORY  # still there, still savable
         await pilot.press("ctrl+s")

@@ -6,25 +6,29 @@ place."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.app import App, ComposeResult
+from textual.app import App
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets._footer import FooterKey
-from tui_helpers import AppHome, replace_text, wait_for
+from tui_helpers import (
+    AppHome,
+    OneView,
+    replace_text,
+    scripted_story,
+    status_text,
+    story_view,
+    wait_for,
+)
 
-import saga_model
-from saga_model import StoryPiece
 from tui.app import GrainApp
 from tui.pacing import FRAME_SECONDS
 from tui.screens import story as story_screen
 from tui.screens.story import StoryScreen
 from tui.session import ModelCache
-from tui.widgets.generation_status import GenerationStatus
 from tui.widgets.key_footer import KeyFooter
 from tui.widgets.story_view import StoryView
 
@@ -32,27 +36,6 @@ SIZE = (80, 24)
 SENTENCE = ("Mia found a little red boat by the pond and pushed it out onto the water, where "
             "it sailed past the ducks and the reeds until it reached the other side.\n")
 WORDS = SENTENCE.split(" ") * 8
-
-
-def scripted_story(monkeypatch: pytest.MonkeyPatch, pieces: list[str], delay: float,
-                   first_delay: float | None = None) -> None:
-    """The model "writes" these pieces, one every ``delay`` seconds (the first after
-    ``first_delay``)."""
-
-    def stream(*_args: Any) -> Iterator[StoryPiece]:
-        for index, text in enumerate(pieces, start=1):
-            time.sleep(delay if index > 1 or first_delay is None else first_delay)
-            yield StoryPiece(text, index, 0.1, "end" if index == len(pieces) else None)
-
-    monkeypatch.setattr(saga_model, "stream_story", stream)
-
-
-def status(app: GrainApp) -> str:
-    return str(app.screen.query_one(GenerationStatus).render())
-
-
-def view(app: GrainApp) -> StoryView:
-    return app.screen.query_one("#story-view", StoryView)
 
 
 def count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int]:
@@ -66,13 +49,6 @@ def count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[
 
     monkeypatch.setattr(owner, name, counted)
     return calls
-
-
-class OneView(App[None]):
-    """Just a story pane, 30x10."""
-
-    def compose(self) -> ComposeResult:
-        yield StoryView(id="story-view")
 
 
 async def test_a_growing_story_never_lays_out_the_screen(
@@ -115,12 +91,12 @@ async def test_pieces_reach_the_screen_a_frame_at_a_time(
     handled = count_calls(monkeypatch, StoryScreen, "on_story_screen_piece")
     app = GrainApp()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "ready" in status(app), what="model loaded")
+        await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
         started = time.monotonic()
         await pilot.press("ctrl+g")
-        await wait_for(pilot, lambda: "done" in status(app), what="story finished")
+        await wait_for(pilot, lambda: "done" in status_text(app), what="story finished")
         took = time.monotonic() - started
-        assert view(app).text == "".join(pieces)
+        assert story_view(app).text == "".join(pieces)
     # The first token at once, then one message a frame, the end at once.
     assert 3 <= handled[0] <= 2 + took / FRAME_SECONDS + 1 < len(pieces) / 10
 
@@ -131,9 +107,9 @@ async def test_a_new_story_replaces_the_last_one_in_the_frame_of_its_first_token
     scripted_story(monkeypatch, ["Once ", "upon ", "a ", "time."], delay=0.01)
     app = GrainApp()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "ready" in status(app), what="model loaded")
+        await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
         await pilot.press("ctrl+g")
-        await wait_for(pilot, lambda: "done" in status(app), what="first story")
+        await wait_for(pilot, lambda: "done" in status_text(app), what="first story")
         await pilot.pause()
         shown: list[str] = []  # the story pane's text at each frame
         display = App._display
@@ -141,12 +117,13 @@ async def test_a_new_story_replaces_the_last_one_in_the_frame_of_its_first_token
         def recorded(self: App[Any], screen: Screen[Any], renderable: Any) -> None:
             display(self, screen, renderable)
             if renderable is not None:
-                shown.append(view(app).text)
+                shown.append(story_view(app).text)
 
         monkeypatch.setattr(App, "_display", recorded)
         scripted_story(monkeypatch, ["Mia ", "sang."], delay=0.01, first_delay=0.05)
         await pilot.press("ctrl+g")
-        await wait_for(pilot, lambda: "done" in status(app) and view(app).text == "Mia sang.",
+        await wait_for(pilot, lambda: "done" in status_text(app)
+                       and story_view(app).text == "Mia sang.",
                        what="second story")
         # The first frame after the key press shows the new story's first token: no frame of
         # an empty pane (or of a status line alone) while the model starts.
@@ -157,9 +134,9 @@ async def test_a_new_story_replaces_the_last_one_in_the_frame_of_its_first_token
         scripted_story(monkeypatch, ["Late."], delay=0.01, first_delay=1.0)
         await pilot.press("ctrl+g")
         await pilot.pause(story_screen.CLEAR_WITHIN_SECONDS + 0.2)
-        assert view(app).text == "" and "writing" in status(app)
-        await wait_for(pilot, lambda: "done" in status(app), what="late story")
-        assert view(app).text == "Late."
+        assert story_view(app).text == "" and "writing" in status_text(app)
+        await wait_for(pilot, lambda: "done" in status_text(app), what="late story")
+        assert story_view(app).text == "Late."
 
 
 async def test_the_footer_restyles_its_keys_in_place_as_a_story_starts_and_ends(
@@ -169,7 +146,7 @@ async def test_the_footer_restyles_its_keys_in_place_as_a_story_starts_and_ends(
     scripted_story(monkeypatch, [word + " " for word in WORDS[:40]], delay=0.01)
     app = GrainApp()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "ready" in status(app), what="model loaded")
+        await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
         footer = app.screen.query_one(KeyFooter)
 
         def keys() -> dict[str, FooterKey]:
@@ -181,7 +158,7 @@ async def test_the_footer_restyles_its_keys_in_place_as_a_story_starts_and_ends(
         await wait_for(pilot, lambda: not keys()["stop"].has_class("-disabled"),
                        what="the stop key lit while writing (after DETAILS_AFTER_SECONDS)")
         assert keys()["save"].has_class("-disabled")
-        await wait_for(pilot, lambda: "done" in status(app), what="story finished")
+        await wait_for(pilot, lambda: "done" in status_text(app), what="story finished")
         await wait_for(pilot, lambda: not keys()["save"].has_class("-disabled"),
                        what="the save key lit")
         assert keys()["stop"].has_class("-disabled")
@@ -197,18 +174,18 @@ async def test_a_quick_story_leaves_the_footer_and_the_seed_alone_until_it_ends(
     original = KeyFooter._restyle
 
     def recorded(footer: KeyFooter) -> bool:
-        restyled.append(status(app))
+        restyled.append(status_text(app))
         return original(footer)
 
     monkeypatch.setattr(KeyFooter, "_restyle", recorded)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "ready" in status(app), what="model loaded")
+        await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
         pane = app.screen.query_one("#story-pane")
         await replace_text(pilot, "seed", "7")
         await pilot.press("ctrl+g")
-        await wait_for(pilot, lambda: view(app).text.startswith("Mia"), what="story started")
+        await wait_for(pilot, lambda: story_view(app).text.startswith("Mia"), what="story started")
         assert not pane.border_subtitle  # the seed comes with the end of the story
-        await wait_for(pilot, lambda: "done" in status(app), what="story finished")
+        await wait_for(pilot, lambda: "done" in status_text(app), what="story finished")
         await wait_for(pilot, lambda: pane.border_subtitle == "seed 7", what="the seed")
         await wait_for(pilot, lambda: len(restyled) > 0, what="the keys after the end")
         assert not [line for line in restyled if "writing" in line]

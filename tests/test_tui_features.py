@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,17 @@ import pytest
 from textual.content import Content
 from textual.drivers.headless_driver import HeadlessDriver
 from textual.widgets import DataTable, OptionList, Select, Static
-from tui_helpers import AppHome, notifications, replace_text, wait_for
+from tui_helpers import (
+    AppHome,
+    notifications,
+    replace_text,
+    scripted_story,
+    status_text,
+    story_text,
+    wait_for,
+)
 
-import saga_model
-from saga_model import SamplingOptions, StoryPiece, StoryRequest, load_model, tell_story
+from saga_model import SamplingOptions, StoryRequest, load_model, tell_story
 from tui.app import GrainApp
 from tui.highlight import MATCH_STYLE
 from tui.inline import InlineStoryApp
@@ -37,11 +43,9 @@ from tui.screens.versions import VersionsDialog
 from tui.session import StoryJob, model_fingerprint
 from tui.speech import NO_ENGINE
 from tui.themes import BEDTIME_THEME
-from tui.widgets.generation_status import GenerationStatus
 from tui.widgets.story_view import StoryView
 
 SIZE = (80, 24)
-
 
 
 def write_prefs(home: AppHome, text: str) -> None:
@@ -64,30 +68,10 @@ def calls(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def status_text(app: GrainApp) -> str:
-    """The Story screen's status line."""
-    return str(app.screen.query_one(GenerationStatus).render())
-
-
-def story_text(app: GrainApp) -> str:
-    """What the story pane shows."""
-    return app.screen.query_one("#story-view", StoryView).text
-
-
 def finished(app: GrainApp) -> bool:
     """Whether the Story screen shows a finished story."""
     return isinstance(app.screen, StoryScreen) and any(
         state in status_text(app) for state in ("done", "max length"))
-
-
-def scripted_story(monkeypatch: pytest.MonkeyPatch, pieces: list[str]) -> None:
-    """The model "writes" exactly these pieces (the real model still loads)."""
-
-    def stream(*args: Any, **kwargs: Any) -> Iterator[StoryPiece]:
-        for index, text in enumerate(pieces, start=1):
-            yield StoryPiece(text, index, 0.1, "end" if index == len(pieces) else None)
-
-    monkeypatch.setattr(saga_model, "stream_story", stream)
 
 
 # -- copy -------------------------------------------------------------------------------------
@@ -427,7 +411,6 @@ async def test_inline_story_streams_then_returns_its_text(tiny_run: Path,
     async with broken.run_test(size=(80, 10)) as pilot:
         await wait_for(pilot, lambda: broken.return_value is not None, what="error")
     assert broken.error is not None and "model" in broken.error
-
 
 
 async def test_reading_speed_and_voice_are_set_from_the_palette(app_home: AppHome) -> None:

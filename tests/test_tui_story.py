@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from textual.widgets import Button
-from tui_helpers import AppHome, notifications, replace_text, wait_for
+from tui_helpers import AppHome, notifications, replace_text, status_text, story_text, wait_for
 
 from saga_model import (
     SamplingOptions,
@@ -22,21 +22,9 @@ from saga_model import (
 )
 from tui.app import GrainApp
 from tui.screens.story import StoryScreen
-from tui.widgets.generation_status import GenerationStatus
 from tui.widgets.story_view import StoryView
 
 SIZE = (80, 24)
-
-
-
-def story_text(app: GrainApp) -> str:
-    """What the story pane shows."""
-    return app.screen.query_one("#story-view", StoryView).text
-
-
-def status_text(app: GrainApp) -> str:
-    """The status line under the story."""
-    return str(app.screen.query_one(GenerationStatus).render())
 
 
 async def test_first_run_says_there_is_no_model_and_offers_training(app_home: AppHome) -> None:

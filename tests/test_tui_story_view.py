@@ -3,21 +3,14 @@ as the scrollbar appears), stays where the user scrolled, and spaces the paragra
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from textual.app import App, ComposeResult
-from tui_helpers import AppHome, wait_for
+from tui_helpers import AppHome, OneView, scripted_story, status_text, story_view, wait_for
 
-import saga_model
-from saga_model import StoryPiece
 from tui.app import GrainApp
 from tui.pacing import FramePacer
 from tui.session import StoryUpdate
-from tui.widgets.generation_status import GenerationStatus
 from tui.widgets.story_view import StoryView, with_paragraph_space
 
 SIZE = (80, 24)
@@ -25,36 +18,6 @@ PARAGRAPH = ("Mia found a little red boat by the pond and pushed it out onto the
              "it sailed past the ducks and the reeds until it reached the other side. ")
 #: Eight paragraphs, one newline apart as the model writes them, streamed word by word.
 WORDS = "\n".join([PARAGRAPH.strip()] * 8 + ["She played with the boat all day long."]).split(" ")
-
-
-def scripted_story(monkeypatch: pytest.MonkeyPatch, pieces: list[str], delay: float) -> None:
-    """The model "writes" exactly these pieces, one every ``delay`` seconds, after the
-    request's opening (a continuation's story so far)."""
-
-    def stream(_model: Any, _tokenizer: Any, request: saga_model.StoryRequest,
-               *args: Any) -> Iterator[StoryPiece]:
-        if request.opening:
-            yield StoryPiece(request.opening, 0, 0.0)
-        for index, text in enumerate(pieces, start=1):
-            time.sleep(delay)
-            yield StoryPiece(text, index, 0.1, "end" if index == len(pieces) else None)
-
-    monkeypatch.setattr(saga_model, "stream_story", stream)
-
-
-def status(app: GrainApp) -> str:
-    return str(app.screen.query_one(GenerationStatus).render())
-
-
-def view(app: GrainApp) -> StoryView:
-    return app.screen.query_one("#story-view", StoryView)
-
-
-class OneView(App[None]):
-    """Just a story pane, 30x10: the first lines that need a scrollbar re-wrap beside it."""
-
-    def compose(self) -> ComposeResult:
-        yield StoryView(id="story-view")
 
 
 async def test_the_end_stays_in_view_when_the_scrollbar_appears_and_the_text_rewraps() -> None:
@@ -86,18 +49,18 @@ async def test_the_view_stays_where_the_user_scrolled_up(
     scripted_story(monkeypatch, [word + " " for word in WORDS], delay=0.005)
     app = GrainApp()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "ready" in status(app), what="model loaded")
+        await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
         await pilot.press("ctrl+g")
-        story = view(app)
+        story = story_view(app)
         await wait_for(pilot, lambda: story.scroll_y > 3, what="the view following the text")
         story.focus()
         await wait_for(pilot, lambda: app.focused is story, what="the story focused")
         await pilot.press("home")
-        await wait_for(pilot, lambda: "done" in status(app), what="story finished")
+        await wait_for(pilot, lambda: "done" in status_text(app), what="story finished")
         await pilot.pause(0.5)
         assert story.scroll_y == 0 < story.max_scroll_y
         await pilot.press("ctrl+n")  # a continuation follows its end again
-        await wait_for(pilot, lambda: "done" in status(app) and story.text.count("boat") == 18,
+        await wait_for(pilot, lambda: "done" in status_text(app) and story.text.count("boat") == 18,
                        what="continuation finished")
         await pilot.pause(0.5)
         assert story.scroll_y == story.max_scroll_y > 0

@@ -15,12 +15,16 @@ from typing import Any
 
 import pytest
 from textual import events
-from textual.app import App
+from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+import saga_model
+from saga_model import StoryPiece
 from tui import paths
 from tui.runs import list_runs
+from tui.widgets.generation_status import GenerationStatus
+from tui.widgets.story_view import StoryView
 
 
 @dataclass
@@ -152,3 +156,45 @@ def notifications(app: App[Any]) -> list[str]:
     """The messages of the notifications the app has shown, oldest first (recorded for the
     apps of tests that use ``app_home``)."""
     return _NOTIFIED.get(app, [])
+
+
+def story_view(app: App[Any]) -> StoryView:
+    """The Story screen's story pane."""
+    return app.screen.query_one("#story-view", StoryView)
+
+
+def story_text(app: App[Any]) -> str:
+    """What the story pane shows."""
+    return story_view(app).text
+
+
+def status_text(app: App[Any]) -> str:
+    """The Story screen's status line."""
+    return str(app.screen.query_one(GenerationStatus).render())
+
+
+def scripted_story(monkeypatch: pytest.MonkeyPatch, pieces: list[str], delay: float = 0.0,
+                   first_delay: float | None = None) -> None:
+    """The model "writes" exactly these pieces (the real model still loads), one every
+    ``delay`` seconds (the first after ``first_delay`` if given), after the request's opening
+    (a continuation's story so far) as the real one does."""
+
+    def stream(_model: Any, _tokenizer: Any, request: saga_model.StoryRequest,
+               *args: Any) -> Iterator[StoryPiece]:
+        if request.opening:
+            yield StoryPiece(request.opening, 0, 0.0)
+        for index, text in enumerate(pieces, start=1):
+            wait = first_delay if index == 1 and first_delay is not None else delay
+            if wait:
+                time.sleep(wait)
+            yield StoryPiece(text, index, 0.1, "end" if index == len(pieces) else None)
+
+    monkeypatch.setattr(saga_model, "stream_story", stream)
+
+
+class OneView(App[None]):
+    """Just a story pane (run it at 30x10: the first lines that need a scrollbar re-wrap
+    beside it)."""
+
+    def compose(self) -> ComposeResult:
+        yield StoryView(id="story-view")
