@@ -187,8 +187,8 @@ class StoryScreen(GrainScreen):
         return ("[b]No trained model yet.[/b]\n\n"
                 f"Grain de Saga needs a story model to write with. Press [b]"
                 f"{self.key('show-training')}[/b] to open the Training screen and train one on "
-                "a folder of stories (the [i]tiny[/i] size, a smoke test, took 8½ minutes for "
-                "600 steps on 2 CPU cores without OpenBLAS), or load "
+                "a folder of stories (the [i]tiny[/i] size, a smoke test, took 2½ minutes for "
+                "600 steps on 2 CPU cores), or load "
                 "a model folder with [b]ctrl+p[/b] → [i]Load model from a folder[/i].")
 
     def _ready_text(self) -> str:
