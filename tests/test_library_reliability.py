@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from tui_helpers import AppHome, notifications, replace_text, status_text, story_text, wait_for
+from tui_helpers import (
+    AppHome,
+    notifications,
+    story_text,
+    tell_a_story,
+    wait_for,
+)
 
 from tui.app import GrainApp
 from tui.library import LibraryError, SavedStory, StoryLibrary, _enable_wal, _explain
@@ -127,12 +133,7 @@ async def test_story_stays_when_the_data_folder_cannot_be_created(
     app_home.install_shipped_model(tiny_run)
     app = GrainApp()
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
-        await replace_text(pilot, "max_tokens", "40")
-        await pilot.press("ctrl+g")
-        await wait_for(pilot, lambda: "writing" not in status_text(app)
-                       and "tokens" in status_text(app), what="story finished")
-        written = story_text(app).strip()
+        written = await tell_a_story(pilot, app, max_tokens="40")
         await pilot.press("ctrl+s")
         await pilot.pause()
         await pilot.press("enter")

@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 from textual.widgets import Button
-from tui_helpers import AppHome, notifications, replace_text, status_text, story_text, wait_for
+from tui_helpers import (
+    AppHome,
+    notifications,
+    replace_text,
+    status_text,
+    story_text,
+    tell_a_story,
+    wait_for,
+)
 
 from saga_model import (
     SamplingOptions,
@@ -149,13 +157,7 @@ async def test_saved_story_is_found_after_a_restart_and_told_again_exactly(
     app_home.install_model(tiny_run)
     app = GrainApp()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
-        await replace_text(pilot, "characters", "Zara")
-        await replace_text(pilot, "max_tokens", "60")
-        await pilot.press("ctrl+g")
-        await wait_for(pilot, lambda: "writing" not in status_text(app)
-                       and "tokens" in status_text(app), what="story finished")
-        written = story_text(app).strip()
+        written = await tell_a_story(pilot, app, characters="Zara", max_tokens="60")
         await pilot.press("ctrl+s")
         await pilot.pause()
         await pilot.press("ctrl+a", "ctrl+k", *"The dragon picnic", "enter")

@@ -198,3 +198,15 @@ class OneView(App[None]):
 
     def compose(self) -> ComposeResult:
         yield StoryView(id="story-view")
+
+
+async def tell_a_story(pilot: Pilot[object], app: App[Any], **fields: str) -> str:
+    """Wait for the model, fill in these form fields (by id), write a story with ctrl+g and
+    wait until it is finished; returns its text."""
+    await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
+    for field_id, text in fields.items():
+        await replace_text(pilot, field_id, text)
+    await pilot.press("ctrl+g")
+    await wait_for(pilot, lambda: "writing" not in status_text(app)
+                   and "tokens" in status_text(app), what="story finished")
+    return story_text(app).strip()
