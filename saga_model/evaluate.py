@@ -20,7 +20,7 @@ from .errors import SagaError
 from .generate import Decoder, SamplingOptions, StoryRequest, stream_story, tell_story
 from .judge.metrics import JudgedStory
 from .model import StoryModel
-from .tokenizer import StoryTokenizer
+from .tokenizer import GROUP_CHARS, StoryTokenizer
 from .train import loss_figures, loss_terms
 
 #: Character sets requested in the adherence report: common and rare names, one to three each.
@@ -31,8 +31,6 @@ CHARACTER_SETS: tuple[tuple[str, ...], ...] = (
 ACCENTED_CHARACTER_SETS: tuple[tuple[str, ...], ...] = (
     ("Zoë", "Élodie"), ("Søren",), ("Anaïs", "José"), ("Siobhán", "Łucja"),
 )
-#: Stories are tokenized together up to about this many characters (a longer story alone).
-_GROUP_CHARS = 1 << 18
 #: Tokens scored at a time by :func:`text_loss`: their logits over a vocabulary of 8,000 take
 #: 65 MB, and a few times that while scoring (16 windows of 512 tokens took 540 MB).
 BATCH_TOKENS = 2048
@@ -87,7 +85,7 @@ def text_loss(model: StoryModel, tokenizer: StoryTokenizer, path: str | Path,
         n_bytes += len(story.encode())
         group.append(unconditioned_example(story))
         chars += len(group[-1])
-        if chars >= _GROUP_CHARS:
+        if chars >= GROUP_CHARS:
             score(windows.add(tokenizer.encode_flat(group, np.int32)[0]), read, size)
             group, chars = [], 0
     if not n_stories:

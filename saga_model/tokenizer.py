@@ -21,7 +21,7 @@ from .prefix import CONTROL_TOKENS, END_OF_STORY, STORY_START
 #: texts are encoded in pieces (:func:`text_pieces`).
 PIECE_CHARS = 1 << 16
 #: Pieces are encoded together (in parallel) up to about this many characters at a time.
-_GROUP_CHARS = 1 << 18
+GROUP_CHARS = 1 << 18
 _LONGEST_CONTROL = max(map(len, CONTROL_TOKENS))
 
 
@@ -157,7 +157,7 @@ class StoryTokenizer:
 
     def _encoded_pieces(self, texts: Sequence[str]) -> Iterator[tuple[list[int], list[list[int]]]]:
         """(index of each piece's text, token ids of each piece) for the :func:`text_pieces` of
-        ``texts``, in order, a group of about :data:`_GROUP_CHARS` characters at a time."""
+        ``texts``, in order, a group of about :data:`GROUP_CHARS` characters at a time."""
         owners: list[int] = []
         pieces: list[str] = []
         chars = 0
@@ -166,7 +166,7 @@ class StoryTokenizer:
                 owners.append(owner)
                 pieces.append(piece)
                 chars += len(piece)
-                if chars >= _GROUP_CHARS:
+                if chars >= GROUP_CHARS:
                     yield owners, self._encode_group(pieces)
                     owners, pieces, chars = [], [], 0
         if pieces:

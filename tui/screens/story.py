@@ -281,8 +281,9 @@ class StoryScreen(GrainScreen):
     # -- generation --------------------------------------------------------------------------
 
     def _job_from_form(self) -> StoryJob | None:
-        """Validate the form into a job (the form's values become the preferences, saved by the
-        caller); tell the user what is wrong otherwise."""
+        """Validate the form into a job (the form's values become the preferences, saved once
+        the story is under way, so that writing the file does not hold up its first token);
+        tell the user what is wrong otherwise."""
         try:
             settings = self.form.read()
         except FormError as exc:
@@ -290,6 +291,7 @@ class StoryScreen(GrainScreen):
             self.form.query_one(f"#{exc.field_id}").focus()
             return None
         self.grain.prefs.story = settings
+        self.call_after_refresh(self.grain.save_prefs)
         path = self.form.model_path()
         if path is None:
             self.notify(f"There is no model to write with yet: press "
@@ -304,13 +306,9 @@ class StoryScreen(GrainScreen):
 
     def action_generate(self) -> None:
         """Write a new story with the form's settings (cancelling one being written)."""
-        settings = self.grain.prefs.story
         job = self._job_from_form()
         if job is not None:
             self._start(job)
-        if self.grain.prefs.story is not settings:  # the form was read: saved once the story
-            # is under way, so that writing the file does not hold up its first token
-            self.call_after_refresh(self.grain.save_prefs)
 
     def action_regenerate(self) -> None:
         """Write another story with the last settings and a new random seed."""
