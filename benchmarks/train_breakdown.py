@@ -5,22 +5,23 @@ project's compiled step (``build_train_step``) next to variants that each leave 
 or do it another way, all on the same model and on batches already on the device, so that
 the differences are device time:
 
-* ``step``: the project's step (forward, loss, backward, clipping, AdamW);
-* ``no optimizer``: the same without the AdamW update;
+* ``step``: the project's step (forward, loss, backward, clipping, AdamW; on a CUDA GPU the
+  loss and the logits' gradient from the fused kernel of ``saga_model.head_loss``);
+* ``loss by autodiff``: the same with autodiff of ``nn.losses.cross_entropy`` (the path of
+  CPUs and Metal, and the step before the fused kernel);
+* ``no optimizer``: the step without the AdamW update;
 * ``forward + loss``: no backward either;
 * ``forward, no head``: the transformer to its last hidden state (no logits, no loss);
-* ``hand-written loss gradient``: the step with the head and loss of
-  ``benchmarks/loss_variants.py`` (the logits' gradient formed by hand in one pass);
-* ``logits recomputed, N rows a chunk``: the same with ``chunk_rows=N``: no logits kept for
-  the backward pass;
-* ``GELU derivative by autodiff``: the step with ``nn.gelu_approx`` (autodiff's derivative)
-  in place of the model's ``gelu_approx`` (its derivative written out);
+* ``GELU of nn.gelu_approx``: the step with ``nn.gelu_approx`` (a power for the cube,
+  autodiff's derivative) in place of the model's ``gelu_approx``;
+* ``RMSNorm by mx.fast.rms_norm``: the step without the CUDA kernels of
+  ``saga_model.rms_norm`` (the path of CPUs and Metal);
 * ``no attention``: ``mx.fast.scaled_dot_product_attention`` replaced by its values
   (an ablation: not a model anyone would train);
 * PyTorch's step (``torch_reference``, compiled, bf16 autocast) in the same run.
 
 With ``--profile`` (and PyTorch installed) the JSON also lists the GPU kernels of the step
-and of the hand-written-gradient variant, by time per step.
+and of the autodiff-loss variant, by time per step.
 
     PYTHONPATH=/tmp/site:. python3 benchmarks/train_breakdown.py --out $OUT/breakdown.json
 """
@@ -42,7 +43,6 @@ import mlx.optimizers as optim
 from mlx.utils import tree_flatten
 
 from benchmarks.common import RESULTS, format_table, log, machine_info, write_result
-from benchmarks.loss_variants import head_losses
 from benchmarks.train_throughput import (
     Batches,
     Case,
@@ -52,28 +52,12 @@ from benchmarks.train_throughput import (
     timed_run,
 )
 from saga_model import model as model_module
+from saga_model import train as train_module
 from saga_model.config import PRESETS, ModelConfig, TrainConfig
 from saga_model.model import StoryModel
-from saga_model.train import build_train_step, loss_terms, make_optimizer
+from saga_model.train import build_train_step, make_optimizer, training_loss
 
 Loss = Callable[[StoryModel, mx.array], mx.array]
-
-
-def project_loss(model: StoryModel, batch: mx.array) -> mx.array:
-    """The training loss exactly as the project computes it."""
-    nats, count = loss_terms(model, batch)
-    return nats / count
-
-
-def hand_written_gradient_loss(rows: int | None) -> Loss:
-    """The loss of ``benchmarks/loss_variants.py``, recomputing the logits ``rows`` at a
-    time in the backward pass (None: the logits kept)."""
-
-    def loss(model: StoryModel, batch: mx.array) -> mx.array:
-        hidden = model.hidden_states(batch[:, :-1])
-        return head_losses(hidden, model.head_weight, batch[:, 1:], chunk_rows=rows).mean()
-
-    return loss
 
 
 def no_head_loss(model: StoryModel, batch: mx.array) -> mx.array:
@@ -124,19 +108,19 @@ def make_step(model: StoryModel, optimizer: optim.Optimizer, loss: Loss, grad_cl
 #: name -> (loss, step mode, patch while tracing); None loss: the project's own step.
 VARIANTS: dict[str, tuple[Loss | None, str, tuple[Any, str, Any] | None]] = {
     "step": (None, "update", None),
-    "no optimizer": (project_loss, "grad", None),
-    "forward + loss": (project_loss, "forward", None),
+    "loss by autodiff": (None, "update", (train_module, "fused_head_loss_available",
+                                          lambda *_: False)),
+    "no optimizer": (training_loss, "grad", None),
+    "forward + loss": (training_loss, "forward", None),
     "forward, no head": (no_head_loss, "forward", None),
-    "hand-written loss gradient": (hand_written_gradient_loss(None), "update", None),
-    "logits recomputed, 4,096 rows a chunk": (hand_written_gradient_loss(4096), "update", None),
-    "logits recomputed, 32,768 rows a chunk": (hand_written_gradient_loss(32768), "update",
-                                               None),
-    "GELU derivative by autodiff": (None, "update", (model_module, "gelu_approx",
-                                                     nn.gelu_approx)),
+    "GELU of nn.gelu_approx": (None, "update", (model_module, "gelu_approx",
+                                                nn.gelu_approx)),
+    "RMSNorm by mx.fast.rms_norm": (None, "update", (model_module, "fused_rms_norm_available",
+                                                     lambda *_: False)),
     "no attention": (None, "update", (mx.fast, "scaled_dot_product_attention", values_only)),
 }
 #: Variants whose GPU kernels ``--profile`` lists.
-PROFILED = ("step", "hand-written loss gradient")
+PROFILED = ("step", "loss by autodiff", "RMSNorm by mx.fast.rms_norm")
 
 
 def prepare_variant(name: str, cfg: ModelConfig, batch_size: int, precision: str,

@@ -8,6 +8,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import ModelConfig
+from .rms_norm import fused_rms_norm, fused_rms_norm_available
 
 _GELU_SCALE = math.sqrt(2 / math.pi)
 _GELU_CUBIC = 0.044715
@@ -15,14 +16,17 @@ _GELU_CUBIC = 0.044715
 
 @mx.custom_function
 def gelu_approx(x: mx.array) -> mx.array:
-    """``nn.gelu_approx`` (the same values), with its derivative written out for training.
+    """``nn.gelu_approx`` (its formula), with its derivative written out for training.
 
-    Autodiff differentiates ``x**3`` through a power function and ``tanh`` through ``cosh``;
-    on a GPU that backward kernel was the slowest element-wise kernel of the training step
-    (``benchmarks/train_breakdown.py --profile``). The written-out derivative needs one
-    ``tanh``, in float32 whatever the compute dtype.
+    ``nn.gelu_approx`` takes ``x**3`` through a power function, and autodiff differentiates
+    that and ``tanh`` (through ``cosh``): on a GPU they were the two slowest element-wise
+    kernels of the training step (``benchmarks/train_breakdown.py --profile``). Here the cube
+    is two products. Both the values and the written-out derivative (one ``tanh``) are
+    computed in float32 whatever the compute dtype, and rounded to it once.
     """
-    return nn.gelu_approx(x)
+    wide = x.astype(mx.float32)
+    return (0.5 * wide * (1 + mx.tanh(_GELU_SCALE * (wide + _GELU_CUBIC * (wide * wide * wide))))
+            ).astype(x.dtype)
 
 
 @gelu_approx.vjp
@@ -51,7 +55,8 @@ class Linear(nn.Module):
 
 
 class RMSNorm(nn.Module):
-    """Root-mean-square layer norm with a learned gain."""
+    """Root-mean-square layer norm with a learned gain (CUDA kernels of
+    :mod:`saga_model.rms_norm` on a CUDA GPU, ``mx.fast.rms_norm`` elsewhere)."""
 
     def __init__(self, dims: int, eps: float) -> None:
         super().__init__()
@@ -59,6 +64,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def __call__(self, x: mx.array) -> mx.array:
+        if fused_rms_norm_available(x.dtype, x.shape[-1]):
+            return fused_rms_norm(x, self.weight, self.eps)
         return mx.fast.rms_norm(x, self.weight.astype(x.dtype), self.eps)
 
 

@@ -32,6 +32,7 @@ from .data import PreparedData, eval_batch_count, eval_chunks, sample_batch, win
 from .distributed import StopVote, World, current_world
 from .errors import SagaError
 from .generate import SamplingOptions, StoryRequest, tell_story
+from .head_loss import fused_head_loss_available, head_loss
 from .metrics import Callback, EvalMetrics, StepMetrics, TrainSummary
 from .model import StoryModel, count_parameters
 from .paths import BEST_DIR
@@ -100,6 +101,18 @@ def loss_terms(model: StoryModel, batch: mx.array, ignore_id: int | None = None
     return (losses * mask).sum(), mask.sum()
 
 
+def training_loss(model: StoryModel, batch: mx.array) -> mx.array:
+    """The mean next-token cross-entropy of ``batch`` (B, L+1) that the training step
+    differentiates: on a CUDA GPU the loss and the logits' gradient come from one fused kernel
+    (:mod:`saga_model.head_loss`); elsewhere autodiff differentiates :func:`loss_terms`."""
+    if not fused_head_loss_available(model.compute_dtype, model.config.vocab_size):
+        nats, count = loss_terms(model, batch)
+        return nats / count
+    hidden = model.hidden_states(batch[:, :-1])
+    targets = batch[:, 1:].reshape(-1)
+    return head_loss(hidden.reshape(targets.size, -1), model.head_weight, targets) / targets.size
+
+
 def build_train_step(model: StoryModel, optimizer: optim.Optimizer, grad_clip: float, *,
                      group: mx.distributed.Group | None = None
                      ) -> tuple[Callable[[mx.array], tuple[mx.array, mx.array]], list[Any]]:
@@ -110,17 +123,14 @@ def build_train_step(model: StoryModel, optimizer: optim.Optimizer, grad_clip: f
     processes, each passes its equal share of the global batch; gradients and the loss are
     averaged over the group before clipping, so every rank takes the same update and reports
     the loss (and norm) of the whole batch.
+
     """
     state = [model.state, optimizer.state, mx.random.state]
     ranks = group.size() if group is not None else 1
 
-    def loss_fn(m: StoryModel, batch: mx.array) -> mx.array:
-        nats, count = loss_terms(m, batch)
-        return nats / count
-
     @partial(mx.compile, inputs=state, outputs=state)
     def step(batch: mx.array) -> tuple[mx.array, mx.array]:
-        loss, grads = nn.value_and_grad(model, loss_fn)(model, batch)
+        loss, grads = nn.value_and_grad(model, training_loss)(model, batch)
         if ranks > 1:
             grads = average_gradients(grads, group)
             loss = mx.distributed.all_sum(loss, group=group) / ranks
