@@ -1,10 +1,11 @@
 """What keeps the screen's work beside the model small while a story streams in: pieces come
 a frame at a time, the story pane never lays out the screen and draws each line once, a new
-story needs no frame of its own before its first token, and the footer restyles its keys in
-place."""
+story needs no frame of its own before its first token, the model starts within the key
+press, the end is painted as soon as it arrives, and the footer restyles its keys in place."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,60 @@ async def test_pieces_reach_the_screen_a_frame_at_a_time(
         assert story_view(app).text == "".join(pieces)
     # The first token at once, then one message a frame, the end at once.
     assert 3 <= handled[0] <= 2 + took / FRAME_SECONDS + 1 < len(pieces) / 10
+
+
+async def test_the_end_of_a_story_is_painted_as_soon_as_it_arrives(
+        app_home: AppHome, tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app_home.install_model(tiny_run)
+    pieces = [word + " " for word in WORDS[:30]]
+    scripted_story(monkeypatch, pieces, delay=0.005)
+    app = GrainApp()
+    painted: list[tuple[str, str]] = []  # the story pane and the status line of each frame
+    at_end: list[list[tuple[str, str]]] = []  # the frames painted while the end was handled
+    display, handle = App._display, StoryScreen.on_story_screen_piece
+
+    def recorded(self: App[Any], screen: Screen[Any], renderable: Any) -> None:
+        display(self, screen, renderable)
+        if renderable is not None:
+            painted.append((story_view(app).text, status_text(app)))
+
+    def handled(screen: StoryScreen, message: StoryScreen.Piece) -> None:
+        before = len(painted)
+        handle(screen, message)
+        if message.update.finish_reason is not None:
+            at_end.append(painted[before:])
+
+    monkeypatch.setattr(App, "_display", recorded)
+    monkeypatch.setattr(StoryScreen, "on_story_screen_piece", handled)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: "done" in status_text(app), what="story finished")
+    # Painted by the last piece's handler itself, not at the screen's next update tick (up to
+    # two 60 fps periods later).
+    assert [len(frames) for frames in at_end] == [1], "the end waited for the update tick"
+    text, status = at_end[0][0]
+    assert text == "".join(pieces) and status.startswith("done")
+
+
+async def test_the_model_starts_before_the_key_press_is_done_with(
+        app_home: AppHome, tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app_home.install_model(tiny_run)
+    scripted_story(monkeypatch, ["Once ", "upon ", "a ", "time."], delay=0.05)
+    app = GrainApp()
+    running: list[bool] = []  # was the model's thread running when ctrl+g's action returned?
+    generate = StoryScreen.action_generate
+
+    def recorded(screen: StoryScreen) -> None:
+        generate(screen)
+        running.append("grain-model" in [thread.name for thread in threading.enumerate()])
+
+    monkeypatch.setattr(StoryScreen, "action_generate", recorded)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: "done" in status_text(app), what="story finished")
+    assert running == [True]  # no worker task and pooled thread to wait for first
 
 
 async def test_a_new_story_replaces_the_last_one_in_the_frame_of_its_first_token(

@@ -181,3 +181,10 @@ def test_a_model_that_cannot_load_is_an_error_not_a_crash(tmp_path: Path) -> Non
     with pytest.raises(SagaError, match="Could not load the model"):
         StorySession().tell(job_for(tmp_path), shown.append, lambda: False)
     assert shown == []
+    failed: list[str] = []
+    StorySession().start_telling(job_for(tmp_path), shown.append, lambda: False,
+                                 failed.append)  # returns at once, the error comes after
+    for thread in threading.enumerate():
+        if thread.name == "grain-model":
+            thread.join(30)
+    assert shown == [] and len(failed) == 1 and failed[0].startswith("Could not load the model")

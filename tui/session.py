@@ -8,7 +8,8 @@ Screens and inline mode only display what the session gives them. The session
   request goes through :func:`saga_model.story_request`, the builder ``grain-generate`` uses;
 - keeps the loaded model, its decoder and the models' fingerprints (:class:`ModelCache`);
 - streams a story piece by piece in a fresh thread, until done or cancelled
-  (:meth:`StorySession.tell`), timing the first token apart from the tokens after it;
+  (:meth:`StorySession.tell`, or :meth:`StorySession.start_telling` without waiting), timing
+  the first token apart from the tokens after it;
 - turns what was written into the story the library keeps (:func:`saved_story`).
 
 A story is reproduced by the same model, request and sampling options (seed included), so a
@@ -230,6 +231,21 @@ class ModelCache:
             return self._decoder[1], tokenizer
 
 
+def start_fresh_thread(work: Callable[[], object]) -> threading.Thread:
+    """Start ``work`` in a new thread that releases its MLX streams when done; return at
+    once."""
+
+    def target() -> None:
+        try:
+            work()
+        finally:
+            saga_model.release_thread()
+
+    thread = threading.Thread(target=target, name="grain-model")
+    thread.start()
+    return thread
+
+
 def run_in_fresh_thread(work: Callable[[], T]) -> T:
     """Run ``work`` in a new thread that releases its MLX streams when done; wait for it and
     return its result (or raise its error)."""
@@ -241,12 +257,8 @@ def run_in_fresh_thread(work: Callable[[], T]) -> T:
             results.append(work())
         except BaseException as exc:  # handed to the calling thread below
             errors.append(exc)
-        finally:
-            saga_model.release_thread()
 
-    thread = threading.Thread(target=target, name="grain-model")
-    thread.start()
-    thread.join()
+    start_fresh_thread(target).join()
     if errors:
         raise errors[0]
     return results[0]
@@ -300,8 +312,9 @@ class _Timing:
 class StorySession:
     """Loads models, picks the model for a saved story and writes stories, with no UI.
 
-    :meth:`preload` and :meth:`tell` block (call them from a worker thread); the model work
-    itself runs in a fresh thread each time (see the module's docstring).
+    :meth:`preload` and :meth:`tell` block (call them from a worker thread),
+    :meth:`start_telling` does not; the model work itself runs in a fresh thread each time
+    (see the module's docstring).
     """
 
     def __init__(self) -> None:
@@ -342,24 +355,40 @@ class StorySession:
         true (nothing is shown after that). Raises :class:`SagaError` if the model cannot be
         loaded, the settings do not suit it, or writing fails in any other way (an error the
         screens could not show would leave them waiting forever)."""
+        return run_in_fresh_thread(lambda: self._tell(job, show, cancelled))
+
+    def start_telling(self, job: StoryJob, show: Callable[[StoryUpdate], None],
+                      cancelled: Callable[[], bool], failed: Callable[[str], None]) -> None:
+        """:meth:`tell` without waiting for the story: the model's thread is started before
+        this returns (from a Textual worker, that took 3-10 ms more: a task, then a pooled
+        thread, then the model's), and an error goes to ``failed`` (its message) instead of
+        being raised."""
+
+        def work() -> None:
+            try:
+                self._tell(job, show, cancelled)
+            except SagaError as exc:
+                failed(str(exc))
+
+        start_fresh_thread(work)
+
+    def _tell(self, job: StoryJob, show: Callable[[StoryUpdate], None],
+              cancelled: Callable[[], bool]) -> StoryUpdate | None:
         try:
-            return run_in_fresh_thread(lambda: self._tell(job, show, cancelled))
+            with self._writing:  # a story cancelled just before stops at its next piece
+                decoder, tokenizer = self._decoder(job.model_path)
+                timing = _Timing(self.models.fingerprint(job.model_path))
+                last = None
+                for piece in saga_model.stream_story(decoder, tokenizer, job.request,
+                                                     job.options):
+                    if cancelled():
+                        return None
+                    last = timing.update(piece)
+                    show(last)
+                return last
         except SagaError:
             raise
         except Exception as exc:
             raise SagaError(f"The story could not be written: {type(exc).__name__}: "
                             f"{exc}") from None
-
-    def _tell(self, job: StoryJob, show: Callable[[StoryUpdate], None],
-              cancelled: Callable[[], bool]) -> StoryUpdate | None:
-        with self._writing:  # a story cancelled just before stops at its next piece
-            decoder, tokenizer = self._decoder(job.model_path)
-            timing = _Timing(self.models.fingerprint(job.model_path))
-            last = None
-            for piece in saga_model.stream_story(decoder, tokenizer, job.request, job.options):
-                if cancelled():
-                    return None
-                last = timing.update(piece)
-                show(last)
-            return last
 

@@ -20,7 +20,7 @@ from textual.markup import escape
 from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Button, Input, Select
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import Worker, WorkerState
 
 from saga_model import SagaError
 
@@ -383,17 +383,14 @@ class StoryScreen(GrainScreen):
         self._show_subtitle()
         self.refresh_bindings()
 
-    @work(thread=True, exclusive=True, group="story", exit_on_error=False)
     def _write(self, run_id: int, job: StoryJob) -> None:
-        """Have the session write the story; the pieces go to the UI as messages, at most one
-        per frame (a cancelled worker stops the session at the next piece)."""
-        worker = get_current_worker()
-        try:
-            self.grain.session.tell(
-                job, FramePacer(lambda update: self.post_message(self.Piece(run_id, update))),
-                lambda: worker.is_cancelled)
-        except SagaError as exc:
-            self.post_message(self.Failed(run_id, str(exc)))
+        """Have the session write the story in the model's thread; the pieces come back as
+        messages, at most one per frame. It stops at the next piece once another story starts,
+        the story is stopped or the screen is gone."""
+        self.grain.session.start_telling(
+            job, FramePacer(lambda update: self.post_message(self.Piece(run_id, update))),
+            lambda: run_id != self._run_id or not self.is_running,
+            lambda error: self.post_message(self.Failed(run_id, error)))
 
     def on_story_screen_piece(self, message: Piece) -> None:
         """Show a new piece, or hold it back for bedtime (pieces of a cancelled story are
@@ -413,8 +410,18 @@ class StoryScreen(GrainScreen):
         self._written = piece
         if self._reveal is None:
             self._finish()
+            self._paint_now()
         else:
             self.status.show("telling", piece.n_tokens, self._speed(piece))
+
+    def _paint_now(self) -> None:
+        """Paint the story pane and the status line in a frame now, not at the screen's next
+        update: the pacer already spaces a story's updates, and Textual lets a frame follow
+        another only at its next 60 fps tick after one to two periods (the frame with a
+        story's end came 10-30 ms after its last piece, often following the pacer's last
+        frame). Uses Textual's private frame: the one its Pilot paints with."""
+        self._dirty_widgets.update((self.view, self.view.vertical_scrollbar, self.status))
+        self._on_timer_update()
 
     def _speed(self, piece: StoryUpdate) -> float:
         """The tokens/s to show: a story that goes on from an opening (a continuation, a
@@ -489,7 +496,6 @@ class StoryScreen(GrainScreen):
         self._run_id += 1
         self._stop_reveal()
         self._stop_telling()
-        self.workers.cancel_group(self, "story")
         piece = self._last_piece
         self.status.show("stopped", piece.n_tokens if piece else 0,
                          self._speed(piece) if piece else None)
