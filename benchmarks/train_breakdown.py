@@ -14,6 +14,8 @@ the differences are device time:
 * ``forward, no head``: the transformer to its last hidden state (no logits, no loss);
 * ``GELU of nn.gelu_approx``: the step with ``nn.gelu_approx`` (a power for the cube,
   autodiff's derivative) in place of the model's ``gelu_approx``;
+* ``GELU in MLX operations``: the model's GELU without its CUDA kernels (the path of CPUs and
+  Metal);
 * ``RMSNorm by mx.fast.rms_norm``: the step without the CUDA kernels of
   ``saga_model.rms_norm`` (the path of CPUs and Metal);
 * ``no attention``: ``mx.fast.scaled_dot_product_attention`` replaced by its values
@@ -54,6 +56,7 @@ from benchmarks.train_throughput import (
 from saga_model import model as model_module
 from saga_model import train as train_module
 from saga_model.config import PRESETS, ModelConfig, TrainConfig
+from saga_model.gelu import ops_gelu
 from saga_model.model import StoryModel
 from saga_model.train import build_train_step, make_optimizer, training_loss
 
@@ -115,6 +118,7 @@ VARIANTS: dict[str, tuple[Loss | None, str, tuple[Any, str, Any] | None]] = {
     "forward, no head": (no_head_loss, "forward", None),
     "GELU of nn.gelu_approx": (None, "update", (model_module, "gelu_approx",
                                                 nn.gelu_approx)),
+    "GELU in MLX operations": (None, "update", (model_module, "gelu_approx", ops_gelu)),
     "RMSNorm by mx.fast.rms_norm": (None, "update", (model_module, "fused_rms_norm_available",
                                                      lambda *_: False)),
     "no attention": (None, "update", (mx.fast, "scaled_dot_product_attention", values_only)),

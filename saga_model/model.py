@@ -8,35 +8,8 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import ModelConfig
+from .gelu import gelu_approx
 from .rms_norm import fused_rms_norm, fused_rms_norm_available
-
-_GELU_SCALE = math.sqrt(2 / math.pi)
-_GELU_CUBIC = 0.044715
-
-
-@mx.custom_function
-def gelu_approx(x: mx.array) -> mx.array:
-    """``nn.gelu_approx`` (its formula), with its derivative written out for training.
-
-    ``nn.gelu_approx`` takes ``x**3`` through a power function, and autodiff differentiates
-    that and ``tanh`` (through ``cosh``): on a GPU they were the two slowest element-wise
-    kernels of the training step (``benchmarks/train_breakdown.py --profile``). Here the cube
-    is two products. Both the values and the written-out derivative (one ``tanh``) are
-    computed in float32 whatever the compute dtype, and rounded to it once.
-    """
-    wide = x.astype(mx.float32)
-    return (0.5 * wide * (1 + mx.tanh(_GELU_SCALE * (wide + _GELU_CUBIC * (wide * wide * wide))))
-            ).astype(x.dtype)
-
-
-@gelu_approx.vjp
-def _gelu_approx_vjp(x: mx.array, cotangent: mx.array, _output: mx.array) -> mx.array:
-    wide = x.astype(mx.float32)
-    square = wide * wide
-    tanh = mx.tanh(_GELU_SCALE * (wide + _GELU_CUBIC * square * wide))
-    slope = 0.5 * (1 + tanh) + 0.5 * wide * (1 - tanh * tanh) * (
-        _GELU_SCALE * (1 + 3 * _GELU_CUBIC * square))
-    return (cotangent * slope).astype(cotangent.dtype)
 
 
 class Linear(nn.Module):

@@ -53,7 +53,11 @@ def relative_error(got: mx.array, want: mx.array) -> float:
     return (mx.abs(got - want).max() / mx.abs(want).max()).item()
 
 
-@pytest.mark.parametrize(("dtype", "tolerance"), [(mx.float32, 1e-5), (mx.bfloat16, 2e-2)])
+#: float32 matrix products on a CUDA GPU round their inputs to TF32 (10-bit mantissas).
+FLOAT32 = 1e-3 if mx.default_device().type == mx.DeviceType.gpu else 1e-5
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [(mx.float32, FLOAT32), (mx.bfloat16, 2e-2)])
 def test_the_wrapper_gives_autodiffs_loss_and_gradients(dtype: mx.Dtype, tolerance: float
                                                         ) -> None:
     # The loss is scaled afterwards, as the training step divides it by the number of
@@ -71,7 +75,7 @@ def test_the_wrapper_gives_autodiffs_loss_and_gradients(dtype: mx.Dtype, toleran
     # The loss is accumulated in float32 whatever the logits' dtype.
     exact = token_losses((hidden @ weight.astype(dtype).T).astype(mx.float32), targets).sum()
     assert got[0].dtype == mx.float32
-    assert abs(got[0].item() - exact.item() * 0.37) <= 1e-5 * abs(want[0].item())
+    assert abs(got[0].item() - exact.item() * 0.37) <= FLOAT32 * abs(want[0].item())
     (d_hidden, d_weight), (want_hidden, want_weight) = got[1], want[1]
     assert d_hidden.dtype == dtype and d_weight.dtype == mx.float32
     assert relative_error(d_hidden, want_hidden) <= tolerance

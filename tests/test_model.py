@@ -12,6 +12,7 @@ import pytest
 from saga_model import ModelConfig, StoryModel, count_parameters
 from saga_model.config import PRESETS
 from saga_model.errors import SagaError
+from saga_model.gelu import cuda_gelu, fused_gelu_available, ops_gelu
 from saga_model.model import Attention, gelu_approx
 
 
@@ -50,7 +51,10 @@ def test_kv_cache_matches_full_recomputation() -> None:
     pieces = [model(tokens[:, :15], cache)]  # prefill a prompt, then one token at a time
     pieces += [model(tokens[:, i : i + 1], cache) for i in range(15, 40)]
     incremental = mx.concatenate(pieces, axis=1)
-    assert np.abs(np.array(full - incremental)).max() < 1e-4
+    # On a CUDA GPU float32 products round their inputs to TF32, differently for the
+    # different shapes of the two paths.
+    tolerance = 1e-3 if mx.default_device().type == mx.DeviceType.gpu else 1e-4
+    assert np.abs(np.array(full - incremental)).max() < tolerance
     assert cache[0].offset == 40
 
 
@@ -128,3 +132,17 @@ def test_gelu_has_the_values_and_gradient_of_autodiff(dtype: mx.Dtype) -> None:
     assert got.dtype == mx.float32 and mx.vjp(gelu_approx, [x], [cotangent])[1][0].dtype == dtype
     error = (mx.abs(got - exact).max() / mx.abs(exact).max()).item()
     assert error <= max(1e-6, (mx.abs(autodiff - exact).max() / mx.abs(exact).max()).item())
+
+
+@pytest.mark.skipif(not fused_gelu_available(mx.bfloat16), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16])
+def test_the_cuda_gelu_kernels_compute_the_same_values_and_gradient(dtype: mx.Dtype) -> None:
+    mx.random.seed(6)
+    x = (mx.random.normal((3, 70, 384)) * 3).astype(dtype)
+    cotangent = mx.random.normal(x.shape).astype(dtype)
+    got = mx.vjp(cuda_gelu, [x], [cotangent])
+    want = mx.vjp(ops_gelu, [x], [cotangent])
+    for a, b in [(got[0][0], want[0][0]), (got[1][0], want[1][0])]:
+        assert a.dtype == dtype
+        assert mx.allclose(a.astype(mx.float32), b.astype(mx.float32), rtol=1e-2 if
+                           dtype == mx.bfloat16 else 1e-5, atol=1e-5)

@@ -18,7 +18,8 @@ for part in "${@:-tests breakdown throughput}"; do
                2>&1 | tail -15 | tee "$OUT/tests.log" ;;
       breakdown) python3 benchmarks/train_breakdown.py --batch_sizes 128 256 --profile \
                --out "$OUT/train_breakdown_gpu.json" 2>&1 | tee "$OUT/breakdown.log" ;;
-      throughput) python3 benchmarks/train_throughput.py --device gpu \
+      throughput) python3 benchmarks/train_throughput.py --device gpu --configs seed \
+               --mlx-precisions bfloat16 \
                --out "$OUT/train_throughput_gpu.json" 2>&1 | tee "$OUT/throughput.log" ;;
     esac
   done
