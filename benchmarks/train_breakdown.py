@@ -1,6 +1,6 @@
 """Where one MLX training step spends its time: ablations of the project's step on the GPU.
 
-``train_throughput.py`` shows MLX behind PyTorch at large batches. This script times the
+``train_throughput.py`` compares MLX with PyTorch in the training loop. This script times the
 project's compiled step (``build_train_step``) next to variants that each leave one part out
 or do it another way, all on the same model and on batches already on the device, so that
 the differences are device time:
