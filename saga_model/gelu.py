@@ -16,12 +16,13 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
+from .cuda import kernels_run_here
+
 _SCALE = math.sqrt(2 / math.pi)
 _CUBIC = 0.044715
 _THREADS = 256
 #: At most this many blocks; each thread then takes several values (a grid-stride loop).
 _MAX_BLOCKS = 4096
-_DTYPES = (mx.bfloat16, mx.float32)
 
 _HEADER = f"""
 __device__ inline float gelu_value(float x) {{
@@ -126,8 +127,7 @@ cuda_gelu = make_gelu(_cuda_forward, _cuda_backward)
 
 def fused_gelu_available(dtype: mx.Dtype) -> bool:
     """Whether :data:`cuda_gelu` runs here: on a CUDA GPU, for bfloat16 or float32."""
-    return (mx.cuda.is_available() and mx.default_device().type == mx.DeviceType.gpu
-            and dtype in _DTYPES)
+    return kernels_run_here(dtype)
 
 
 def gelu_approx(x: mx.array) -> mx.array:

@@ -23,13 +23,14 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
+from .cuda import kernels_run_here
+
 LossesAndGradient = Callable[[mx.array, mx.array], tuple[mx.array, mx.array]]
 
 #: Threads that share one row of logits; each keeps its slice of the row in registers.
 _THREADS = 256
 #: Logits that one thread loads and stores at once (16 bytes of bfloat16).
 _CHUNK = 8
-_DTYPES = (mx.bfloat16, mx.float32)
 
 _HEADER = """
 __device__ inline void load_chunk(const __nv_bfloat16* p, float* out, bool aligned) {
@@ -153,8 +154,7 @@ _kernel: object | None = None
 def fused_head_loss_available(dtype: mx.Dtype, vocab_size: int) -> bool:
     """Whether :data:`head_loss` runs here: on a CUDA GPU, for bfloat16 or float32 logits and a
     vocabulary that is a multiple of 8 (the kernel's 16-byte loads)."""
-    return (mx.cuda.is_available() and mx.default_device().type == mx.DeviceType.gpu
-            and dtype in _DTYPES and vocab_size % _CHUNK == 0)
+    return kernels_run_here(dtype) and vocab_size % _CHUNK == 0
 
 
 def cuda_losses_and_gradient(logits: mx.array, targets: mx.array) -> tuple[mx.array, mx.array]:

@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
+from .cuda import kernels_run_here
+
 #: ``(x (N, D), weight (D,) in x's dtype, eps (1,)) -> (y (N, D), reciprocal RMS (N,))``
 Forward = Callable[[mx.array, mx.array, mx.array], tuple[mx.array, mx.array]]
 #: ``(x, weight, reciprocal RMS, cotangent) -> (dx (N, D), d_weight (D,) float32)``
@@ -31,7 +33,6 @@ _WARPS = _THREADS // 32
 #: At most this many blocks: each warp then takes several rows, and the backward pass makes
 #: fewer atomic additions.
 _MAX_BLOCKS = 1024
-_DTYPES = (mx.bfloat16, mx.float32)
 
 _HEADER = """
 __device__ inline float warp_sum(float x) {
@@ -117,8 +118,7 @@ _kernels: dict[str, object] = {}
 def fused_rms_norm_available(dtype: mx.Dtype, dims: int) -> bool:
     """Whether :data:`fused_rms_norm` runs here: on a CUDA GPU, for bfloat16 or float32 rows
     of a multiple of 32 values, at most 1,024 (each of a warp's 32 lanes keeps its share)."""
-    return (mx.cuda.is_available() and mx.default_device().type == mx.DeviceType.gpu
-            and dtype in _DTYPES and dims % 32 == 0 and dims <= 1024)
+    return kernels_run_here(dtype) and dims % 32 == 0 and dims <= 1024
 
 
 def _kernel(name: str) -> object:
