@@ -17,11 +17,12 @@ from textual.screen import Screen
 from textual.widgets._footer import FooterKey
 from tui_helpers import (
     AppHome,
-    OneView,
+    empty_story_pane,
     replace_text,
     scripted_story,
     status_text,
     story_view,
+    tell_a_story,
     wait_for,
 )
 
@@ -31,7 +32,6 @@ from tui.screens import story as story_screen
 from tui.screens.story import StoryScreen
 from tui.session import ModelCache
 from tui.widgets.key_footer import KeyFooter
-from tui.widgets.story_view import StoryView
 
 SIZE = (80, 24)
 SENTENCE = ("Mia found a little red boat by the pond and pushed it out onto the water, where "
@@ -54,10 +54,7 @@ def count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[
 
 async def test_a_growing_story_never_lays_out_the_screen(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    app = OneView()
-    async with app.run_test(size=(30, 10)) as pilot:
-        story = app.query_one(StoryView)
-        story.clear()
+    async with empty_story_pane() as (pilot, story):
         await pilot.pause()
         layouts = count_calls(monkeypatch, Screen, "_refresh_layout")
         for start in range(0, len(WORDS), 10):  # ten words a frame, far past the pane's end
@@ -70,10 +67,7 @@ async def test_a_growing_story_never_lays_out_the_screen(
 
 async def test_the_pane_draws_only_the_lines_a_scroll_brings_in(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    app = OneView()
-    async with app.run_test(size=(30, 10)) as pilot:
-        story = app.query_one(StoryView)
-        story.clear()
+    async with empty_story_pane() as (pilot, story):
         for word in WORDS[:60]:
             story.append(word + " ")
         await pilot.pause()
@@ -126,9 +120,7 @@ async def test_the_end_of_a_story_is_painted_as_soon_as_it_arrives(
     monkeypatch.setattr(App, "_display", recorded)
     monkeypatch.setattr(StoryScreen, "on_story_screen_piece", handled)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
-        await pilot.press("ctrl+g")
-        await wait_for(pilot, lambda: "done" in status_text(app), what="story finished")
+        await tell_a_story(pilot, app)
     # Painted by the last piece's handler itself, not at the screen's next update tick (up to
     # two 60 fps periods later).
     assert [len(frames) for frames in at_end] == [1], "the end waited for the update tick"
@@ -150,9 +142,7 @@ async def test_the_model_starts_before_the_key_press_is_done_with(
 
     monkeypatch.setattr(StoryScreen, "action_generate", recorded)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
-        await pilot.press("ctrl+g")
-        await wait_for(pilot, lambda: "done" in status_text(app), what="story finished")
+        await tell_a_story(pilot, app)
     assert running == [True]  # no worker task and pooled thread to wait for first
 
 
@@ -162,9 +152,7 @@ async def test_a_new_story_replaces_the_last_one_in_the_frame_of_its_first_token
     scripted_story(monkeypatch, ["Once ", "upon ", "a ", "time."], delay=0.01)
     app = GrainApp()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "ready" in status_text(app), what="model loaded")
-        await pilot.press("ctrl+g")
-        await wait_for(pilot, lambda: "done" in status_text(app), what="first story")
+        await tell_a_story(pilot, app)
         await pilot.pause()
         shown: list[str] = []  # the story pane's text at each frame
         display = App._display

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tui_helpers import AppHome, OneView, scripted_story, status_text, story_view, wait_for
+from tui_helpers import AppHome, empty_story_pane, scripted_story, status_text, story_view, wait_for
 
 from tui.app import GrainApp
 from tui.pacing import FramePacer
 from tui.session import StoryUpdate
-from tui.widgets.story_view import StoryView, with_paragraph_space
+from tui.widgets.story_view import with_paragraph_space
 
 SIZE = (80, 24)
 PARAGRAPH = ("Mia found a little red boat by the pond and pushed it out onto the water, where "
@@ -22,10 +22,7 @@ WORDS = "\n".join([PARAGRAPH.strip()] * 8 + ["She played with the boat all day l
 
 async def test_the_end_stays_in_view_when_the_scrollbar_appears_and_the_text_rewraps() -> None:
     for n_words in range(56, 92, 3):  # the story ends as the scrollbar appears, or later
-        app = OneView()
-        async with app.run_test(size=(30, 10)) as pilot:
-            story = app.query_one(StoryView)
-            story.clear()
+        async with empty_story_pane() as (pilot, story):
             for word in WORDS[:n_words]:  # pieces faster than frames, as under load
                 story.append(word + " ")
             await pilot.pause(0.5)  # the scrollable height fits the text again
@@ -34,10 +31,7 @@ async def test_the_end_stays_in_view_when_the_scrollbar_appears_and_the_text_rew
 
 
 async def test_a_short_story_starts_at_the_top_of_the_pane() -> None:
-    app = OneView()
-    async with app.run_test(size=(30, 10)) as pilot:
-        story = app.query_one(StoryView)
-        story.clear()
+    async with empty_story_pane() as (pilot, story):
         story.append("Mia found a boat.")
         await pilot.pause(0.05)
         assert story.scroll_y == 0 and story.max_scroll_y == 0

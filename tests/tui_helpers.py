@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import sys
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,16 @@ class OneView(App[None]):
 
     def compose(self) -> ComposeResult:
         yield StoryView(id="story-view")
+
+
+@contextlib.asynccontextmanager
+async def empty_story_pane() -> AsyncIterator[tuple[Pilot[None], StoryView]]:
+    """A :class:`OneView` app running at 30x10, its pane emptied as for a new story."""
+    app = OneView()
+    async with app.run_test(size=(30, 10)) as pilot:
+        story = app.query_one(StoryView)
+        story.clear()
+        yield pilot, story
 
 
 async def tell_a_story(pilot: Pilot[object], app: App[Any], **fields: str) -> str:
