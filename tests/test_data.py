@@ -16,6 +16,7 @@ from saga_model.data import (
     StreamedEvalChunks,
     TokenSplit,
     clean_story,
+    eval_batch_count,
     eval_chunks,
     prepare_data,
     read_stories,
@@ -133,19 +134,32 @@ def test_eval_chunks_cover_the_split_once() -> None:
     assert np.array_equal(np.concatenate([c[1:] for c in chunks]), np.arange(1, 101))
 
 
+def plain_windows(tokens: np.ndarray, context: int, batch_size: int) -> list[np.ndarray]:
+    """Consecutive windows of ``context + 1`` tokens (shorter if the tokens are), each
+    starting at the last token of the one before, ``batch_size`` to a batch."""
+    length = min(context, tokens.size - 1)
+    rows = np.arange((tokens.size - 1) // length)[:, None] * length + np.arange(length + 1)
+    windows = tokens[rows].astype(np.int32)
+    return [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
+
+
 @pytest.mark.parametrize("n_tokens", [2, 9, 26, 100, 101, 102, 151, 1000])
-def test_streamed_eval_chunks_are_the_eval_chunks(n_tokens: int) -> None:
+def test_eval_windows_are_the_same_however_the_tokens_arrive(n_tokens: int) -> None:
     tokens = np.random.default_rng(n_tokens).integers(0, 8000, n_tokens).astype(np.uint16)
     split = TokenSplit(tokens=tokens, starts=np.array([0]), n_bytes=0)
-    expected = list(eval_chunks(split, 25, batch_size=3))
+    expected = plain_windows(tokens, 25, batch_size=3)
     rng = np.random.default_rng(0)
     cuts = np.sort(rng.integers(0, n_tokens, 6))
     windows = StreamedEvalChunks(25, 3)
     streamed = [batch for piece in np.split(tokens, cuts) for batch in windows.add(piece)]
     streamed += windows.finish()
-    assert windows.n_tokens == n_tokens and len(streamed) == len(expected)
-    for got, want in zip(streamed, expected, strict=True):
-        assert got.dtype == np.int32 and np.array_equal(got, want)
+    assert windows.n_tokens == n_tokens
+    for got in (streamed, list(eval_chunks(split, 25, batch_size=3))):
+        assert len(got) == len(expected) == eval_batch_count(split, 25, 3)
+        for batch, want in zip(got, expected, strict=True):
+            assert batch.dtype == np.int32 and np.array_equal(batch, want)
+    assert len(list(eval_chunks(split, 25, batch_size=3, max_batches=2))) == \
+        min(2, len(expected)) == eval_batch_count(split, 25, 3, max_batches=2)
 
 
 def test_a_long_one_line_story_is_prepared_in_bounded_memory(corpus_dir: Path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -51,21 +52,25 @@ def eval_batch_count(split: TokenSplit, context: int, batch_size: int,
 
 def eval_chunks(split: TokenSplit, context: int, batch_size: int,
                 max_batches: int = 0) -> Iterator[np.ndarray]:
-    """Consecutive, non-overlapping windows covering the split, batched (each row is L+1 long)."""
-    length = min(context, split.n_tokens - 1)
-    n_windows = (split.n_tokens - 1) // length
-    offsets = np.arange(n_windows) * length
-    for batch, i in enumerate(range(0, n_windows, batch_size)):
-        if max_batches and batch >= max_batches:
-            return
-        rows = offsets[i : i + batch_size]
-        yield np.asarray(split.tokens[rows[:, None] + np.arange(length + 1)], dtype=np.int32)
+    """Consecutive, non-overlapping windows covering the split, batched (each row is L+1 long):
+    the split's tokens read a batch's worth at a time through :class:`StreamedEvalChunks`."""
+    windows = StreamedEvalChunks(context, batch_size)
+    step = batch_size * context
+
+    def batches() -> Iterator[np.ndarray]:
+        for start in range(0, split.n_tokens, step):
+            yield from windows.add(np.asarray(split.tokens[start : start + step]))
+        yield from windows.finish()
+
+    return itertools.islice(batches(), max_batches or None)
 
 
 class StreamedEvalChunks:
-    """The batches of :func:`eval_chunks` over a token stream that arrives in pieces: the same
-    windows in the same batches, each batch given as soon as its tokens have arrived.  Only
-    the tokens not yet batched are kept."""
+    """Validation windows over a token stream that arrives in pieces: consecutive windows of
+    ``context + 1`` tokens (each starting at the last token of the one before; one shorter
+    window if the whole stream is shorter), ``batch_size`` to a batch, each batch given as
+    soon as its tokens have arrived, whatever the pieces.  Only the tokens not yet batched are
+    kept."""
 
     def __init__(self, context: int, batch_size: int) -> None:
         self.context = context
@@ -92,8 +97,8 @@ class StreamedEvalChunks:
                 for i in range(full)]
 
     def finish(self) -> list[np.ndarray]:
-        """The last batches, once the whole stream was added (windows that do not fit at the
-        end are left out, as :func:`eval_chunks` does)."""
+        """The last batches, once the whole stream was added (the tokens after the last whole
+        window are left out)."""
         stream = np.concatenate([np.empty(0, dtype=np.int32), *self._pending])
         self._pending, self._pending_size = [], 0
         length = self.context if self._batched else min(self.context, stream.size - 1)
