@@ -126,12 +126,7 @@ ops_gelu = make_gelu(_ops_forward, _ops_backward)
 cuda_gelu = make_gelu(_cuda_forward, _cuda_backward)
 
 
-def fused_gelu_available(dtype: mx.Dtype) -> bool:
-    """Whether :data:`cuda_gelu` runs here: on a CUDA GPU, for bfloat16 or float32."""
-    return kernels_run_here(dtype)
-
-
 def gelu_approx(x: mx.array) -> mx.array:
     """``nn.gelu_approx``'s formula computed in float32 and rounded once to x's dtype, with
     its derivative written out (the CUDA kernels on a CUDA GPU, MLX operations elsewhere)."""
-    return cuda_gelu(x) if fused_gelu_available(x.dtype) else ops_gelu(x)
+    return cuda_gelu(x) if kernels_run_here(x.dtype) else ops_gelu(x)

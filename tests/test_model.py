@@ -11,8 +11,9 @@ import pytest
 
 from saga_model import ModelConfig, StoryModel, count_parameters
 from saga_model.config import PRESETS
+from saga_model.cuda import kernels_run_here
 from saga_model.errors import SagaError
-from saga_model.gelu import cuda_gelu, fused_gelu_available, ops_gelu
+from saga_model.gelu import cuda_gelu, ops_gelu
 from saga_model.model import Attention, gelu_approx
 
 
@@ -134,7 +135,7 @@ def test_gelu_has_the_values_and_gradient_of_autodiff(dtype: mx.Dtype) -> None:
     assert error <= max(1e-6, (mx.abs(autodiff - exact).max() / mx.abs(exact).max()).item())
 
 
-@pytest.mark.skipif(not fused_gelu_available(mx.bfloat16), reason="needs a CUDA GPU")
+@pytest.mark.skipif(not kernels_run_here(mx.bfloat16), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16])
 def test_the_cuda_gelu_kernels_compute_the_same_values_and_gradient(dtype: mx.Dtype) -> None:
     mx.random.seed(6)
