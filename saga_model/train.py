@@ -123,7 +123,6 @@ def build_train_step(model: StoryModel, optimizer: optim.Optimizer, grad_clip: f
     processes, each passes its equal share of the global batch; gradients and the loss are
     averaged over the group before clipping, so every rank takes the same update and reports
     the loss (and norm) of the whole batch.
-
     """
     state = [model.state, optimizer.state, mx.random.state]
     ranks = group.size() if group is not None else 1

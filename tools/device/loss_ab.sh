@@ -5,7 +5,8 @@
 # for benchmarks/loss_runs.py. Needs MLX installed by tools/device/gpu_step.sh (same warm machine)
 # and the TinyStories train.txt/valid.txt carried in .devcarry/data.
 set -e
-export PYTHONUNBUFFERED=1
+# The device machine has no platformdirs: the token cache needs its folder named.
+export PYTHONUNBUFFERED=1 GRAIN_CACHE_DIR=${GRAIN_CACHE_DIR:-/tmp/grain-cache}
 ARGS="--data_dir $PWD/.devcarry/data --steps 3000 --batch_size 64 --lr 3e-3 --dropout 0.2
       --precision bfloat16 --eval_every 500"
 for seed in 0 1; do
