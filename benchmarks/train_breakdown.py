@@ -5,25 +5,25 @@ project's compiled step (``build_train_step``) next to variants that each leave 
 or do it another way, all on the same model and on batches already on the device, so that
 the differences are device time:
 
-* ``step``: the project's step (forward, loss, backward, clipping, AdamW; on a CUDA GPU the
-  loss and the logits' gradient from the fused kernel of ``saga_model.head_loss``);
-* ``loss by autodiff``: the same with autodiff of ``nn.losses.cross_entropy`` (the path of
-  CPUs and Metal, and the step before the fused kernel);
+* ``step``: the project's step (forward, loss, backward, clipping, AdamW; on a CUDA GPU with
+  the project's kernels: the fused loss of ``saga_model.head_loss``, ``saga_model.gelu``,
+  ``saga_model.rms_norm``, ``saga_model.embedding`` and ``saga_model.rotary``);
+* ``no CUDA kernels of ours``: every one of those modules on its portable path (what CPUs and
+  Metal run);
+* ``loss by autodiff``, ``GELU in MLX operations``, ``RMSNorm by mx.fast.rms_norm``,
+  ``embedding in MLX operations``, ``heads by split and mx.fast.rope``: one module on its
+  portable path;
+* ``GELU of nn.gelu_approx``: ``nn.gelu_approx`` (a power for the cube, autodiff's
+  derivative) in place of the model's ``gelu_approx``;
 * ``no optimizer``: the step without the AdamW update;
 * ``forward + loss``: no backward either;
 * ``forward, no head``: the transformer to its last hidden state (no logits, no loss);
-* ``GELU of nn.gelu_approx``: the step with ``nn.gelu_approx`` (a power for the cube,
-  autodiff's derivative) in place of the model's ``gelu_approx``;
-* ``GELU in MLX operations``: the model's GELU without its CUDA kernels (the path of CPUs and
-  Metal);
-* ``RMSNorm by mx.fast.rms_norm``: the step without the CUDA kernels of
-  ``saga_model.rms_norm`` (the path of CPUs and Metal);
 * ``no attention``: ``mx.fast.scaled_dot_product_attention`` replaced by its values
   (an ablation: not a model anyone would train);
 * PyTorch's step (``torch_reference``, compiled, bf16 autocast) in the same run.
 
 With ``--profile`` (and PyTorch installed) the JSON also lists the GPU kernels of the step
-and of the autodiff-loss variant, by time per step.
+and of the step without the project's kernels, by time per step.
 
     PYTHONPATH=/tmp/site:. python3 benchmarks/train_breakdown.py --out $OUT/breakdown.json
 """
@@ -74,18 +74,18 @@ def values_only(q: mx.array, k: mx.array, v: mx.array, **_: Any) -> mx.array:
 
 
 @contextmanager
-def patched(patch: tuple[Any, str, Any] | None) -> Iterator[None]:
-    """Run with ``owner.attribute`` replaced (``patch`` is ``(owner, attribute, value)``)."""
-    if patch is None:
-        yield
-        return
-    owner, attribute, value = patch
-    original = getattr(owner, attribute)
-    setattr(owner, attribute, value)
+def patched(patches: tuple[Patch, ...]) -> Iterator[None]:
+    """Run with each ``owner.attribute`` replaced (``patches`` of ``(owner, attribute,
+    value)``)."""
+    originals = [(owner, attribute, getattr(owner, attribute))
+                 for owner, attribute, _ in patches]
+    for owner, attribute, value in patches:
+        setattr(owner, attribute, value)
     try:
         yield
     finally:
-        setattr(owner, attribute, original)
+        for owner, attribute, value in originals:
+            setattr(owner, attribute, value)
 
 
 def make_step(model: StoryModel, optimizer: optim.Optimizer, loss: Loss, grad_clip: float,
@@ -108,29 +108,42 @@ def make_step(model: StoryModel, optimizer: optim.Optimizer, loss: Loss, grad_cl
     return step, state
 
 
-#: name -> (loss, step mode, patch while tracing); None loss: the project's own step.
-VARIANTS: dict[str, tuple[Loss | None, str, tuple[Any, str, Any] | None]] = {
-    "step": (None, "update", None),
-    "loss by autodiff": (None, "update", (train_module, "fused_head_loss_available",
-                                          lambda *_: False)),
-    "no optimizer": (training_loss, "grad", None),
-    "forward + loss": (training_loss, "forward", None),
-    "forward, no head": (no_head_loss, "forward", None),
-    "GELU of nn.gelu_approx": (None, "update", (model_module, "gelu_approx",
-                                                nn.gelu_approx)),
-    "GELU in MLX operations": (None, "update", (model_module, "gelu_approx", ops_gelu)),
-    "RMSNorm by mx.fast.rms_norm": (None, "update", (model_module, "fused_rms_norm_available",
-                                                     lambda *_: False)),
-    "no attention": (None, "update", (mx.fast, "scaled_dot_product_attention", values_only)),
+Patch = tuple[Any, str, Any]
+
+#: Each CUDA kernel module's switch back to its portable path (CPUs, Metal).
+PORTABLE: dict[str, Patch] = {
+    "loss": (train_module, "fused_head_loss_available", lambda *_: False),
+    "GELU": (model_module, "gelu_approx", ops_gelu),
+    "RMSNorm": (model_module, "fused_rms_norm_available", lambda *_: False),
+    "embedding": (model_module, "embed_tokens", lambda w, t, d: w[t].astype(d)),
+    "heads": (model_module, "fused_heads_available", lambda *_: False),
+}
+
+#: name -> (loss, step mode, patches while tracing); None loss: the project's own step.
+VARIANTS: dict[str, tuple[Loss | None, str, tuple[Patch, ...]]] = {
+    "step": (None, "update", ()),
+    "no CUDA kernels of ours": (None, "update", tuple(PORTABLE.values())),
+    "loss by autodiff": (None, "update", (PORTABLE["loss"],)),
+    "GELU in MLX operations": (None, "update", (PORTABLE["GELU"],)),
+    "GELU of nn.gelu_approx": (None, "update", ((model_module, "gelu_approx",
+                                                 nn.gelu_approx),)),
+    "RMSNorm by mx.fast.rms_norm": (None, "update", (PORTABLE["RMSNorm"],)),
+    "embedding in MLX operations": (None, "update", (PORTABLE["embedding"],)),
+    "heads by split and mx.fast.rope": (None, "update", (PORTABLE["heads"],)),
+    "no optimizer": (training_loss, "grad", ()),
+    "forward + loss": (training_loss, "forward", ()),
+    "forward, no head": (no_head_loss, "forward", ()),
+    "no attention": (None, "update", ((mx.fast, "scaled_dot_product_attention",
+                                       values_only),)),
 }
 #: Variants whose GPU kernels ``--profile`` lists.
-PROFILED = ("step", "loss by autodiff", "RMSNorm by mx.fast.rms_norm")
+PROFILED = ("step", "no CUDA kernels of ours")
 
 
 def prepare_variant(name: str, cfg: ModelConfig, batch_size: int, precision: str,
                     batches: Batches) -> tuple[Callable[[int], None], Callable[[], None]]:
     """``run_step(index)`` and ``sync()`` of one variant, on batches resident on the device."""
-    loss, mode, patch = VARIANTS[name]
+    loss, mode, patches = VARIANTS[name]
     train_cfg = TrainConfig(batch_size=batch_size, precision=precision, steps=100_000)
     mx.random.seed(train_cfg.seed)
     model = StoryModel(cfg)
@@ -147,7 +160,7 @@ def prepare_variant(name: str, cfg: ModelConfig, batch_size: int, precision: str
         step, state = make_step(model, optimizer, loss, train_cfg.grad_clip, mode)
 
     def run_step(index: int) -> None:
-        with patched(patch):
+        with patched(patches):
             out = step(resident[index % len(resident)])
         mx.async_eval(state, out)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
-from .cuda import kernels_run_here
+from .cuda import cuda_kernel, kernels_run_here, launch
 
 LossesAndGradient = Callable[[mx.array, mx.array], tuple[mx.array, mx.array]]
 
@@ -33,61 +33,14 @@ _THREADS = 256
 _CHUNK = 8
 
 _HEADER = """
-__device__ inline void load_chunk(const __nv_bfloat16* p, float* out, bool aligned) {
-  if (aligned) {
-    uint4 raw = *reinterpret_cast<const uint4*>(p);
-    const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
-    #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      float2 f = __bfloat1622float2(pairs[i]);
-      out[2 * i] = f.x;
-      out[2 * i + 1] = f.y;
-    }
-  } else {
-    #pragma unroll
-    for (int i = 0; i < 8; ++i) out[i] = __bfloat162float(p[i]);
-  }
-}
-
-__device__ inline void store_chunk(__nv_bfloat16* p, const float* values, bool aligned) {
-  if (aligned) {
-    uint4 raw;
-    __nv_bfloat162* pairs = reinterpret_cast<__nv_bfloat162*>(&raw);
-    #pragma unroll
-    for (int i = 0; i < 4; ++i) pairs[i] = __floats2bfloat162_rn(values[2 * i], values[2 * i + 1]);
-    *reinterpret_cast<uint4*>(p) = raw;
-  } else {
-    #pragma unroll
-    for (int i = 0; i < 8; ++i) p[i] = __float2bfloat16(values[i]);
-  }
-}
-
-__device__ inline void load_chunk(const float* p, float* out, bool aligned) {
-  #pragma unroll
-  for (int i = 0; i < 8; ++i) out[i] = p[i];
-}
-
-__device__ inline void store_chunk(float* p, const float* values, bool aligned) {
-  #pragma unroll
-  for (int i = 0; i < 8; ++i) p[i] = values[i];
-}
-
 // The block's maximum (is_max) or sum of x, in every thread.
 __device__ inline float block_reduce(float x, float* scratch, bool is_max) {
-  #pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    float other = __shfl_xor_sync(0xffffffff, x, offset);
-    x = is_max ? fmaxf(x, other) : x + other;
-  }
+  x = is_max ? warp_max(x) : warp_sum(x);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) scratch[warp] = x;
   __syncthreads();
   x = lane < blockDim.x / 32 ? scratch[lane] : (is_max ? __int_as_float(0xff800000) : 0.0f);
-  #pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    float other = __shfl_xor_sync(0xffffffff, x, offset);
-    x = is_max ? fmaxf(x, other) : x + other;
-  }
+  x = is_max ? warp_max(x) : warp_sum(x);
   __syncthreads();
   return x;
 }
@@ -101,15 +54,14 @@ _SOURCE = """
   const int tid = threadIdx.x;
   const T* in = logits + row * V;
   T* out = grad + row * V;
-  const bool aligned = (reinterpret_cast<size_t>(in) % 16 == 0)
-                       && (reinterpret_cast<size_t>(out) % 16 == 0);
+  const bool aligned = aligned16(in) && aligned16(out);
   float values[PER_THREAD][8];
   float top = __int_as_float(0xff800000);  // -infinity
   #pragma unroll
   for (int p = 0; p < PER_THREAD; ++p) {
     const int chunk = tid + p * THREADS;
     if (chunk < CHUNKS) {
-      load_chunk(in + chunk * 8, values[p], aligned);
+      load8(in + chunk * 8, values[p], aligned);
       #pragma unroll
       for (int i = 0; i < 8; ++i) top = fmaxf(top, values[p][i]);
     }
@@ -143,13 +95,10 @@ _SOURCE = """
       for (int i = 0; i < 8; ++i) {
         g[i] = values[p][i] * inverse - (chunk * 8 + i == target ? 1.0f : 0.0f);
       }
-      store_chunk(out + chunk * 8, g, aligned);
+      store8(out + chunk * 8, g, aligned);
     }
   }
 """
-
-_kernel: object | None = None
-
 
 def fused_head_loss_available(dtype: mx.Dtype, vocab_size: int) -> bool:
     """Whether :data:`head_loss` runs here: on a CUDA GPU, for bfloat16 or float32 logits and a
@@ -161,16 +110,13 @@ def cuda_losses_and_gradient(logits: mx.array, targets: mx.array) -> tuple[mx.ar
     """Cross-entropy (float32, nats) of each row of ``logits`` (N, V) against ``targets`` (N,)
     and the gradient of their sum, ``softmax(logits) - onehot(targets)`` in the logits' dtype:
     one CUDA kernel, one read of the logits. An out-of-range target gives a NaN loss."""
-    global _kernel
-    if _kernel is None:
-        _kernel = mx.fast.cuda_kernel(
-            name="saga_head_loss", input_names=["logits", "targets"],
-            output_names=["losses", "grad"], header=_HEADER, source=_SOURCE)
     rows, vocab = logits.shape
-    losses, grad = _kernel(  # type: ignore[operator]
+    kernel = cuda_kernel("head_loss", ("logits", "targets"), ("losses", "grad"), _SOURCE,
+                         _HEADER)
+    losses, grad = kernel(
         inputs=[logits, targets.astype(mx.int32)],
         template=[("T", logits.dtype), ("V", vocab), ("THREADS", _THREADS)],
-        grid=(rows * _THREADS, 1, 1), threadgroup=(_THREADS, 1, 1),
+        **launch(rows, _THREADS),
         output_shapes=[(rows,), (rows, vocab)], output_dtypes=[mx.float32, logits.dtype])
     return losses, grad
 

@@ -8,8 +8,10 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import ModelConfig
+from .embedding import embed_tokens
 from .gelu import gelu_approx
 from .rms_norm import fused_rms_norm, fused_rms_norm_available
+from .rotary import fused_heads, fused_heads_available, ops_heads
 
 
 class Linear(nn.Module):
@@ -82,15 +84,12 @@ class Attention(nn.Module):
 
     def __call__(self, x: mx.array, cache: KVCache | None = None) -> mx.array:
         batch, length, dims = x.shape
-        # One split, not three slices: the gradient of a split is one concatenation, that of
-        # each slice a full-size tensor of zeros to write into and add up.
-        q, k, v = (part.reshape(batch, length, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
-                   for part in mx.split(self.qkv(x), 3, axis=-1))
-        offset = cache.offset if cache is not None else 0
-        q = mx.fast.rope(q, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0,
-                         offset=offset)
-        k = mx.fast.rope(k, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0,
-                         offset=offset)
+        projection = self.qkv(x)
+        if cache is None and fused_heads_available(projection.dtype, self.head_dim):
+            q, k, v = fused_heads(projection, self.n_heads, self.rope_theta)
+        else:
+            offset = cache.offset if cache is not None else 0
+            q, k, v = ops_heads(projection, self.n_heads, self.rope_theta, offset)
         if cache is not None:
             k, v = cache.update_and_fetch(k, v)
         out = mx.fast.scaled_dot_product_attention(
@@ -158,7 +157,7 @@ class StoryModel(nn.Module):
 
     def hidden_states(self, tokens: mx.array, cache: list[KVCache] | None = None) -> mx.array:
         """The normalised last hidden states (B, L, d_model) that the head reads."""
-        x = self.dropout(self.embed(tokens).astype(self.compute_dtype))
+        x = self.dropout(embed_tokens(self.embed.weight, tokens, self.compute_dtype))
         for i, block in enumerate(self.blocks):
             x = block(x, cache[i] if cache is not None else None)
         return self.norm(x)

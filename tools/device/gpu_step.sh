@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 17 on the device machine: the fused loss kernel's GPU tests, the step breakdown and the
+# Issue 17 on the device machine: the CUDA kernels' GPU tests, the step breakdown and the
 # throughput against PyTorch, all in one run (call 2 of ../shared/device/README.md's recipe,
 # carrying .mlxcuda/part2 and .devcarry/wheels: pytest's wheels, which the machine lacks).
 #   bash tools/device/gpu_step.sh [breakdown|throughput|tests]...   (default: all three)
@@ -14,8 +14,11 @@ export PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1
 for part in "${@:-tests breakdown throughput}"; do
   for job in $part; do
     case $job in
-      tests) python3 -m pytest -q -p no:cacheprovider tests/test_head_loss.py tests/test_rms_norm.py tests/test_model.py \
-               2>&1 | tail -15 | tee "$OUT/tests.log" ;;
+      tests) # A kernel that fails its tests makes the timings meaningless: stop there.
+             python3 -m pytest -q -p no:cacheprovider tests/test_head_loss.py tests/test_rms_norm.py \
+               tests/test_model.py tests/test_embedding.py tests/test_rotary.py > "$OUT/tests.log" 2>&1 \
+               || { tail -40 "$OUT/tests.log"; exit 1; }
+             tail -3 "$OUT/tests.log" ;;
       breakdown) python3 benchmarks/train_breakdown.py --batch_sizes 128 256 --profile \
                --out "$OUT/train_breakdown_gpu.json" 2>&1 | tee "$OUT/breakdown.log" ;;
       throughput) python3 benchmarks/train_throughput.py --device gpu --configs seed \
