@@ -53,6 +53,7 @@ from benchmarks.train_throughput import (
     release_memory,
     timed_run,
 )
+from saga_model import cuda as cuda_module
 from saga_model import model as model_module
 from saga_model import train as train_module
 from saga_model.config import PRESETS, ModelConfig, TrainConfig
@@ -122,7 +123,7 @@ PORTABLE: dict[str, Patch] = {
 #: name -> (loss, step mode, patches while tracing); None loss: the project's own step.
 VARIANTS: dict[str, tuple[Loss | None, str, tuple[Patch, ...]]] = {
     "step": (None, "update", ()),
-    "no CUDA kernels of ours": (None, "update", tuple(PORTABLE.values())),
+    "no CUDA kernels of ours": (None, "update", ((cuda_module, "kernels_enabled", False),)),
     "loss by autodiff": (None, "update", (PORTABLE["loss"],)),
     "GELU in MLX operations": (None, "update", (PORTABLE["GELU"],)),
     "GELU of nn.gelu_approx": (None, "update", ((model_module, "gelu_approx",

@@ -78,10 +78,16 @@ __device__ inline void store8(float* p, const float* values, bool aligned) {
 """
 
 
+#: Set to False to run every module's portable path on a CUDA GPU too (read when a function
+#: is traced: before ``mx.compile`` first calls it); for comparisons of the two.
+kernels_enabled = True
+
+
 def kernels_run_here(dtype: mx.Dtype) -> bool:
-    """Whether MLX computes on a CUDA GPU now, in a dtype the kernels take."""
-    return (mx.cuda.is_available() and mx.default_device().type == mx.DeviceType.gpu
-            and dtype in _KERNEL_DTYPES)
+    """Whether the kernels are enabled and MLX computes on a CUDA GPU now, in a dtype they
+    take."""
+    return (kernels_enabled and mx.cuda.is_available()
+            and mx.default_device().type == mx.DeviceType.gpu and dtype in _KERNEL_DTYPES)
 
 
 @functools.cache

@@ -8,13 +8,16 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 import pytest
+from mlx.utils import tree_flatten
 
 from saga_model import ModelConfig, StoryModel, count_parameters
 from saga_model.config import PRESETS
+from saga_model import cuda
 from saga_model.cuda import kernels_run_here
 from saga_model.errors import SagaError
 from saga_model.gelu import cuda_gelu, ops_gelu
 from saga_model.model import Attention, gelu_approx
+from saga_model.train import training_loss
 
 
 def small_config(**changes: object) -> ModelConfig:
@@ -152,3 +155,35 @@ def test_the_cuda_gelu_kernels_compute_the_same_values_and_gradient(
         assert a.dtype == dtype
         assert mx.allclose(a.astype(mx.float32), b.astype(mx.float32), rtol=1e-2 if
                            dtype == mx.bfloat16 else 1e-5, atol=1e-5)
+
+
+def test_the_kernels_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cuda, "kernels_enabled", False)
+    assert not kernels_run_here(mx.bfloat16)
+
+
+@pytest.mark.skipif(not kernels_run_here(mx.bfloat16), reason="needs a CUDA GPU")
+@pytest.mark.parametrize(("dtype", "tolerance"), [(mx.float32, 2e-3), (mx.bfloat16, 3e-2)])
+def test_a_training_step_with_the_kernels_has_the_portable_paths_gradients(
+        dtype: mx.Dtype, tolerance: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The seed shape, every CUDA kernel of the project (loss, GELU, RMSNorm, embedding,
+    # heads) against all of them switched off; float32 matrix products round to TF32 on both
+    # sides.
+    cfg = ModelConfig.from_dict({**PRESETS["seed"].to_dict(), "context_length": 128})
+    mx.random.seed(9)
+    model = StoryModel(cfg)
+    model.compute_dtype = dtype
+    batch = mx.random.randint(0, cfg.vocab_size, (16, 129))
+
+    def loss_and_grads() -> tuple[mx.array, dict]:
+        loss, grads = nn.value_and_grad(model, training_loss)(model, batch)
+        mx.eval(loss, grads)
+        return loss, dict(tree_flatten(grads))
+
+    loss, grads = loss_and_grads()
+    monkeypatch.setattr(cuda, "kernels_enabled", False)
+    want_loss, want_grads = loss_and_grads()
+    assert abs(loss.item() - want_loss.item()) <= tolerance * abs(want_loss.item())
+    errors = {name: (mx.abs(grads[name] - want).max() / mx.abs(want).max()).item()
+              for name, want in want_grads.items()}
+    assert max(errors.values()) <= tolerance, sorted(errors.items(), key=lambda e: -e[1])[:3]
