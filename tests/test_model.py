@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from saga_model import ModelConfig, StoryModel, count_parameters
+from saga_model import ModelConfig, StoryModel, count_parameters, cuda
 from saga_model.config import PRESETS
-from saga_model import cuda
 from saga_model.cuda import kernels_run_here
 from saga_model.errors import SagaError
 from saga_model.gelu import cuda_gelu, ops_gelu
