@@ -6,7 +6,7 @@ backward pass casts the bfloat16 gradient back to float32 before MLX's scatter a
 the table: at batch 256 on an H100 the gather and scatter alone took 0.56 ms of an 11.4 ms
 step (``benchmarks/train_breakdown.py --profile``). Here one kernel gathers the float32 rows
 and writes them in the compute dtype, and one adds the compute-dtype gradient straight into a
-float32 table, four columns per atomic addition on GPUs that have it.
+float32 table, four adjacent columns per atomic addition on GPUs that have it (sm_90).
 
 :func:`make_embedding` builds the differentiable lookup around any pair of functions with the
 kernels' contracts, so the wrapper is tested on the CPU with plain MLX operations
@@ -48,25 +48,25 @@ _GATHER = """
   }
 """
 
-#: Each thread adds chunks of eight columns of one position's gradient into its token's row
-#: (ids outside the table are skipped). ``d_weight`` starts at zero (``init_value``).
+#: Each thread adds four columns of one position's gradient into its token's row, a warp's
+#: lanes adjacent columns (ids outside the table are skipped). ``d_weight`` starts at zero
+#: (``init_value``).
 _SCATTER = """
-  constexpr int CHUNKS = D / 8;
-  const size_t chunks = (size_t)tokens_shape[0] * CHUNKS;
-  const bool aligned = aligned16(cotangent);
-  for (size_t c = (size_t)blockIdx.x * blockDim.x + threadIdx.x; c < chunks;
+  constexpr int QUADS = D / 4;
+  const size_t quads = (size_t)tokens_shape[0] * QUADS;
+  for (size_t c = (size_t)blockIdx.x * blockDim.x + threadIdx.x; c < quads;
        c += (size_t)gridDim.x * blockDim.x) {
-    const int token = tokens[c / CHUNKS];
+    const int token = tokens[c / QUADS];
     if (token < 0 || token >= V) continue;
-    float g[8];
-    load8(cotangent + c * 8, g, aligned);
-    float* out = d_weight + (size_t)token * D + (c % CHUNKS) * 8;
+    const T* in = cotangent + c * 4;
+    float* out = d_weight + (size_t)token * D + (c % QUADS) * 4;
 #if __CUDA_ARCH__ >= 900
-    atomicAdd(reinterpret_cast<float4*>(out), make_float4(g[0], g[1], g[2], g[3]));
-    atomicAdd(reinterpret_cast<float4*>(out + 4), make_float4(g[4], g[5], g[6], g[7]));
+    atomicAdd(reinterpret_cast<float4*>(out),
+              make_float4(static_cast<float>(in[0]), static_cast<float>(in[1]),
+                          static_cast<float>(in[2]), static_cast<float>(in[3])));
 #else
     #pragma unroll
-    for (int i = 0; i < 8; ++i) atomicAdd(out + i, g[i]);
+    for (int i = 0; i < 4; ++i) atomicAdd(out + i, static_cast<float>(in[i]));
 #endif
   }
 """
@@ -78,8 +78,8 @@ def fused_embedding_available(dtype: mx.Dtype, dims: int) -> bool:
     return kernels_run_here(dtype) and dims % 8 == 0
 
 
-def _launch(positions: int, dims: int) -> dict[str, tuple[int, int, int]]:
-    return launch(block_count(positions * (dims // 8), _THREADS, _MAX_BLOCKS), _THREADS)
+def _launch(items: int) -> dict[str, tuple[int, int, int]]:
+    return launch(block_count(items, _THREADS, _MAX_BLOCKS), _THREADS)
 
 
 def cuda_gather(weight: mx.array, tokens: mx.array, dtype: mx.Dtype) -> mx.array:
@@ -89,7 +89,8 @@ def cuda_gather(weight: mx.array, tokens: mx.array, dtype: mx.Dtype) -> mx.array
     kernel = cuda_kernel("embedding_gather", ("weight", "tokens"), ("rows",), _GATHER)
     (rows,) = kernel(
         inputs=[weight, flat], template=[("V", vocab), ("D", dims)],
-        **_launch(flat.size, dims), output_shapes=[(flat.size, dims)], output_dtypes=[dtype])
+        **_launch(flat.size * dims // 8), output_shapes=[(flat.size, dims)],
+        output_dtypes=[dtype])
     return rows.reshape(*tokens.shape, dims)
 
 
@@ -100,8 +101,9 @@ def cuda_scatter(cotangent: mx.array, tokens: mx.array, vocab: int) -> mx.array:
     flat = tokens.reshape(-1).astype(mx.int32)
     kernel = cuda_kernel("embedding_scatter", ("cotangent", "tokens"), ("d_weight",), _SCATTER)
     (d_weight,) = kernel(
-        inputs=[cotangent.reshape(-1, dims), flat], template=[("V", vocab), ("D", dims)],
-        **_launch(flat.size, dims), output_shapes=[(vocab, dims)],
+        inputs=[cotangent.reshape(-1, dims), flat],
+        template=[("T", cotangent.dtype), ("V", vocab), ("D", dims)],
+        **_launch(flat.size * dims // 4), output_shapes=[(vocab, dims)],
         output_dtypes=[mx.float32], init_value=0)
     return d_weight
 
