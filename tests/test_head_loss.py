@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import mlx.core as mx
 import pytest
+from kernel_helpers import relative_error
 
 from saga_model import train as train_module
 from saga_model.config import PRESETS, ModelConfig, TrainConfig
@@ -46,11 +47,6 @@ def inputs(dtype: mx.Dtype, rows: int = 48, dims: int = 16, vocab: int = 200
     weight = mx.random.normal((vocab, dims)) * 0.5
     targets = mx.random.randint(0, vocab, (rows,))
     return hidden, weight, targets
-
-
-def relative_error(got: mx.array, want: mx.array) -> float:
-    got, want = got.astype(mx.float32), want.astype(mx.float32)
-    return (mx.abs(got - want).max() / mx.abs(want).max()).item()
 
 
 #: float32 matrix products on a CUDA GPU round their inputs to TF32 (10-bit mantissas).

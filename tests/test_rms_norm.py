@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import mlx.core as mx
 import pytest
+from kernel_helpers import relative_error
 
 from saga_model.rms_norm import (
     cuda_backward,
@@ -41,11 +42,6 @@ def plain_backward(x: mx.array, weight: mx.array, rstd: mx.array, cotangent: mx.
 def autodiff_norm(x: mx.array, weight: mx.array, eps: float) -> mx.array:
     """The model's norm elsewhere: ``mx.fast.rms_norm`` with the gain cast to x's dtype."""
     return mx.fast.rms_norm(x, weight.astype(x.dtype), eps)
-
-
-def relative_error(got: mx.array, want: mx.array) -> float:
-    got, want = got.astype(mx.float32), want.astype(mx.float32)
-    return (mx.abs(got - want).max() / mx.abs(want).max()).item()
 
 
 def inputs(dtype: mx.Dtype, shape: tuple[int, ...] = (3, 40, 128)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import mlx.core as mx
 import pytest
+from kernel_helpers import relative_error
 
 from saga_model.rotary import (
     Heads,
@@ -41,11 +42,6 @@ def plain_backward(dq: mx.array, dk: mx.array, dv: mx.array, log2_base: mx.array
              for g in (dq, dk)] + [dv]
     return mx.concatenate([g.transpose(0, 2, 1, 3).reshape(batch, length, heads * head_dim)
                            for g in parts], axis=-1)
-
-
-def relative_error(got: mx.array, want: mx.array) -> float:
-    got, want = got.astype(mx.float32), want.astype(mx.float32)
-    return (mx.abs(got - want).max() / mx.abs(want).max()).item()
 
 
 def check_against_autodiff(heads: Callable[[mx.array, int, float], Heads], dtype: mx.Dtype,
