@@ -94,7 +94,8 @@ def kernels_run_here(dtype: mx.Dtype) -> bool:
 def cuda_kernel(name: str, inputs: tuple[str, ...], outputs: tuple[str, ...], source: str,
                 header: str = "") -> Callable[..., list[mx.array]]:
     """The kernel ``saga_<name>`` (built once per process) whose body ``source`` may call the
-    shared device helpers (``warp_sum``, ``warp_max``, ``load8``, ``store8``) and those of
+    shared device helpers (``warp_sum``, ``warp_max``, ``aligned16``, ``load8``, ``store8``)
+    and those of
     ``header``."""
     return mx.fast.cuda_kernel(name=f"saga_{name}", input_names=list(inputs),
                                output_names=list(outputs), header=_SHARED_HEADER + header,
@@ -110,3 +111,9 @@ def block_count(work_items: int, threads: int, max_blocks: int) -> int:
 def launch(blocks: int, threads: int) -> dict[str, tuple[int, int, int]]:
     """The ``grid`` and ``threadgroup`` arguments of ``blocks`` one-dimensional blocks."""
     return {"grid": (blocks * threads, 1, 1), "threadgroup": (threads, 1, 1)}
+
+
+def grid_stride_launch(work_items: int) -> dict[str, tuple[int, int, int]]:
+    """The launch of a kernel whose grid-stride loop covers ``work_items``: blocks of 256
+    threads, one item a thread, at most 4,096 blocks (then each thread takes several)."""
+    return launch(block_count(work_items, 256, 4096), 256)

@@ -22,16 +22,12 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
-from .cuda import block_count, cuda_kernel, kernels_run_here, launch
+from .cuda import cuda_kernel, grid_stride_launch, kernels_run_here
 
 #: ``(weight (V, D) float32, tokens (...) int32, dtype) -> rows (..., D) in dtype``
 Gather = Callable[[mx.array, mx.array, mx.Dtype], mx.array]
 #: ``(cotangent (..., D), tokens (...) int32, vocabulary size) -> gradient (V, D) float32``
 Scatter = Callable[[mx.array, mx.array, int], mx.array]
-
-_THREADS = 256
-#: At most this many blocks; each thread then takes several chunks (a grid-stride loop).
-_MAX_BLOCKS = 4096
 
 #: Each thread copies chunks of eight columns of a token's row; an id outside the table gives
 #: a row of zeros.
@@ -79,10 +75,6 @@ def fused_embedding_available(dtype: mx.Dtype, dims: int) -> bool:
     return kernels_run_here(dtype) and dims % 8 == 0
 
 
-def _launch(items: int) -> dict[str, tuple[int, int, int]]:
-    return launch(block_count(items, _THREADS, _MAX_BLOCKS), _THREADS)
-
-
 def cuda_gather(weight: mx.array, tokens: mx.array, dtype: mx.Dtype) -> mx.array:
     """The rows of the float32 ``weight`` (V, D) for ``tokens``, in ``dtype``: one kernel."""
     vocab, dims = weight.shape
@@ -90,7 +82,7 @@ def cuda_gather(weight: mx.array, tokens: mx.array, dtype: mx.Dtype) -> mx.array
     kernel = cuda_kernel("embedding_gather", ("weight", "tokens"), ("rows",), _GATHER)
     (rows,) = kernel(
         inputs=[weight, flat], template=[("V", vocab), ("D", dims)],
-        **_launch(flat.size * dims // 8), output_shapes=[(flat.size, dims)],
+        **grid_stride_launch(flat.size * dims // 8), output_shapes=[(flat.size, dims)],
         output_dtypes=[dtype])
     return rows.reshape(*tokens.shape, dims)
 
@@ -104,7 +96,7 @@ def cuda_scatter(cotangent: mx.array, tokens: mx.array, vocab: int) -> mx.array:
     (d_weight,) = kernel(
         inputs=[cotangent.reshape(-1, dims), flat],
         template=[("T", cotangent.dtype), ("V", vocab), ("D", dims)],
-        **_launch(flat.size * dims // 4), output_shapes=[(vocab, dims)],
+        **grid_stride_launch(flat.size * dims // 4), output_shapes=[(vocab, dims)],
         output_dtypes=[mx.float32], init_value=0)
     return d_weight
 

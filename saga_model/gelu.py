@@ -18,13 +18,10 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
-from .cuda import block_count, cuda_kernel, kernels_run_here, launch
+from .cuda import cuda_kernel, grid_stride_launch, kernels_run_here
 
 _SCALE = math.sqrt(2 / math.pi)
 _CUBIC = 0.044715
-_THREADS = 256
-#: At most this many blocks; each thread then takes several chunks (a grid-stride loop).
-_MAX_BLOCKS = 4096
 
 _HEADER = f"""
 __device__ inline float gelu_value(float x) {{
@@ -92,15 +89,11 @@ def _ops_backward(x: mx.array, cotangent: mx.array) -> mx.array:
     return (cotangent * slope).astype(cotangent.dtype)
 
 
-def _launch(size: int) -> dict[str, tuple[int, int, int]]:
-    return launch(block_count(-(-size // 8), _THREADS, _MAX_BLOCKS), _THREADS)
-
-
 def _cuda_forward(x: mx.array) -> mx.array:
     flat = x.reshape(-1)
     kernel = cuda_kernel("gelu_forward", ("x",), ("y",), _FORWARD, _HEADER)
     (y,) = kernel(
-        inputs=[flat], template=[("T", x.dtype)], **_launch(flat.size),
+        inputs=[flat], template=[("T", x.dtype)], **grid_stride_launch(-(-flat.size // 8)),
         output_shapes=[flat.shape], output_dtypes=[x.dtype])
     return y.reshape(x.shape)
 
@@ -110,7 +103,8 @@ def _cuda_backward(x: mx.array, cotangent: mx.array) -> mx.array:
     kernel = cuda_kernel("gelu_backward", ("x", "cotangent"), ("dx",), _BACKWARD, _HEADER)
     (dx,) = kernel(
         inputs=[flat, cotangent.astype(x.dtype).reshape(-1)], template=[("T", x.dtype)],
-        **_launch(flat.size), output_shapes=[flat.shape], output_dtypes=[x.dtype])
+        **grid_stride_launch(-(-flat.size // 8)), output_shapes=[flat.shape],
+        output_dtypes=[x.dtype])
     return dx.reshape(x.shape)
 
 

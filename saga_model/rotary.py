@@ -26,17 +26,13 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
-from .cuda import block_count, cuda_kernel, kernels_run_here, launch
+from .cuda import cuda_kernel, grid_stride_launch, kernels_run_here
 
 Heads = tuple[mx.array, mx.array, mx.array]
 #: ``(projection (B, L, 3*H*D), heads H, log2 of the base (1,)) -> (q, k, v) (B, H, L, D)``
 Forward = Callable[[mx.array, int, mx.array], Heads]
 #: ``(dq, dk, dv (B, H, L, D), log2 of the base (1,)) -> d_projection (B, L, 3*H*D)``
 Backward = Callable[[mx.array, mx.array, mx.array, mx.array], mx.array]
-
-_THREADS = 256
-#: At most this many blocks; each thread then takes several chunks (a grid-stride loop).
-_MAX_BLOCKS = 4096
 
 #: The turn of eight pairs ``first .. first + 7`` at ``position``.
 _HEADER = """
@@ -136,11 +132,6 @@ def fused_heads_available(dtype: mx.Dtype, head_dim: int) -> bool:
     return kernels_run_here(dtype) and head_dim % 16 == 0
 
 
-def _launch(positions: int, heads: int, head_dim: int) -> dict[str, tuple[int, int, int]]:
-    items = positions * heads * (head_dim // 16)
-    return launch(block_count(items, _THREADS, _MAX_BLOCKS), _THREADS)
-
-
 def cuda_forward(projection: mx.array, heads: int, log2_base: mx.array) -> Heads:
     """Rotated queries and keys and the values, each (B, H, L, D), from the projection
     (B, L, 3 * H * D): one CUDA kernel."""
@@ -152,7 +143,7 @@ def cuda_forward(projection: mx.array, heads: int, log2_base: mx.array) -> Heads
     q, k, v = kernel(
         inputs=[projection, log2_base],
         template=[("T", projection.dtype), ("H", heads), ("D", head_dim)],
-        **_launch(batch * length, heads, head_dim),
+        **grid_stride_launch(batch * length * heads * (head_dim // 16)),
         output_shapes=[shape] * 3, output_dtypes=[projection.dtype] * 3)
     return q, k, v
 
@@ -166,7 +157,7 @@ def cuda_backward(dq: mx.array, dk: mx.array, dv: mx.array, log2_base: mx.array)
     (d_projection,) = kernel(
         inputs=[dq, dk.astype(dq.dtype), dv.astype(dq.dtype), log2_base],
         template=[("T", dq.dtype), ("H", heads), ("D", head_dim)],
-        **_launch(batch * length, heads, head_dim),
+        **grid_stride_launch(batch * length * heads * (head_dim // 16)),
         output_shapes=[(batch, length, 3 * heads * head_dim)], output_dtypes=[dq.dtype])
     return d_projection
 
