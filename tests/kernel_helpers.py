@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+#: Whether these tests run on a CUDA GPU (the device machine), where the kernels should run.
+ON_A_CUDA_GPU = mx.cuda.is_available() and mx.default_device().type == mx.DeviceType.gpu
+
 
 def relative_error(got: mx.array, want: mx.array) -> float:
     """The largest difference between ``got`` and ``want`` over the largest entry of ``want``,

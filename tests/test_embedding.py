@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import mlx.core as mx
 import pytest
+from kernel_helpers import ON_A_CUDA_GPU
 
 from saga_model.embedding import (
     cuda_gather,
@@ -71,8 +72,7 @@ def test_embed_tokens_is_the_lookup_in_the_compute_dtype() -> None:
 
 
 def test_the_kernels_are_chosen_only_where_they_run() -> None:
-    on_cuda_gpu = mx.cuda.is_available() and mx.default_device().type == mx.DeviceType.gpu
-    assert fused_embedding_available(mx.bfloat16, 128) == on_cuda_gpu
+    assert fused_embedding_available(mx.bfloat16, 128) == ON_A_CUDA_GPU
     assert not fused_embedding_available(mx.float16, 128)
     assert not fused_embedding_available(mx.float32, 100)
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import mlx.core as mx
 import pytest
-from kernel_helpers import relative_error
+from kernel_helpers import ON_A_CUDA_GPU, relative_error
 
 from saga_model.rotary import (
     Heads,
@@ -77,8 +77,7 @@ def test_the_values_are_the_projections_third_part_in_heads() -> None:
 
 
 def test_the_kernels_are_chosen_only_where_they_run() -> None:
-    on_cuda_gpu = mx.cuda.is_available() and mx.default_device().type == mx.DeviceType.gpu
-    assert fused_heads_available(mx.bfloat16, 32) == on_cuda_gpu
+    assert fused_heads_available(mx.bfloat16, 32) == ON_A_CUDA_GPU
     assert not fused_heads_available(mx.float16, 32)
     assert not fused_heads_available(mx.float32, 24)
 
