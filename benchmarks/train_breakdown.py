@@ -54,6 +54,7 @@ from benchmarks.train_throughput import (
     timed_run,
 )
 from saga_model import cuda as cuda_module
+from saga_model import embedding as embedding_module
 from saga_model import model as model_module
 from saga_model import train as train_module
 from saga_model.config import PRESETS, ModelConfig, TrainConfig
@@ -116,7 +117,7 @@ PORTABLE: dict[str, Patch] = {
     "loss": (train_module, "fused_head_loss_available", lambda *_: False),
     "GELU": (model_module, "gelu_approx", ops_gelu),
     "RMSNorm": (model_module, "fused_rms_norm_available", lambda *_: False),
-    "embedding": (model_module, "embed_tokens", lambda w, t, d: w[t].astype(d)),
+    "embedding": (embedding_module, "fused_embedding_available", lambda *_: False),
     "heads": (model_module, "fused_heads_available", lambda *_: False),
 }
 
