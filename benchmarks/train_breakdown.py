@@ -7,19 +7,21 @@ the differences are device time:
 
 * ``step``: the project's step (forward, loss, backward, clipping, AdamW; on a CUDA GPU with
   the project's kernels: the fused loss of ``saga_model.head_loss``, ``saga_model.gelu``,
-  ``saga_model.rms_norm``, ``saga_model.embedding`` and ``saga_model.rotary``);
+  ``saga_model.rms_norm``, ``saga_model.embedding``, ``saga_model.rotary``,
+  ``saga_model.attention`` and ``saga_model.linear``);
 * ``no CUDA kernels of ours``: every one of those modules on its portable path (what CPUs and
   Metal run);
 * ``loss by autodiff``, ``GELU in MLX operations``, ``RMSNorm by mx.fast.rms_norm``,
-  ``embedding in MLX operations``, ``heads by split and mx.fast.rope``: one module on its
-  portable path;
+  ``embedding in MLX operations``, ``heads by split and mx.fast.rope``, ``attention by
+  mx.fast (cuDNN)``, ``weight gradients by autodiff (cuBLAS)``: one module on its portable
+  path;
 * ``GELU of nn.gelu_approx``: ``nn.gelu_approx`` (a power for the cube, autodiff's
   derivative) in place of the model's ``gelu_approx``;
 * ``no optimizer``: the step without the AdamW update;
 * ``forward + loss``: no backward either;
 * ``forward, no head``: the transformer to its last hidden state (no logits, no loss);
-* ``no attention``: ``mx.fast.scaled_dot_product_attention`` replaced by its values
-  (an ablation: not a model anyone would train);
+* ``no attention``: the attention replaced by its values (an ablation: not a model anyone
+  would train);
 * PyTorch's step (``torch_reference``, compiled, bf16 autocast) in the same run.
 
 With ``--profile`` (and PyTorch installed) the JSON also lists the GPU kernels of the step
@@ -70,9 +72,10 @@ def no_head_loss(model: StoryModel, batch: mx.array) -> mx.array:
     return model.hidden_states(batch[:, :-1]).astype(mx.float32).mean()
 
 
-def values_only(q: mx.array, k: mx.array, v: mx.array, **_: Any) -> mx.array:
-    """Attention ablated: each position gets its own value vector."""
-    return v
+def values_only(q: mx.array, k: mx.array, v: mx.array, *_: Any) -> mx.array:
+    """Attention ablated: each position gets its own value vector (B, L, H * D)."""
+    batch, heads, length, head_dim = v.shape
+    return v.transpose(0, 2, 1, 3).reshape(batch, length, heads * head_dim)
 
 
 @contextmanager
@@ -119,6 +122,8 @@ PORTABLE: dict[str, Patch] = {
     "RMSNorm": (model_module, "fused_rms_norm_available", lambda *_: False),
     "embedding": (embedding_module, "fused_embedding_available", lambda *_: False),
     "heads": (model_module, "fused_heads_available", lambda *_: False),
+    "attention": (model_module, "flash_attention_available", lambda *_: False),
+    "linear": (model_module, "fused_linear_available", lambda *_: False),
 }
 
 #: name -> (loss, step mode, patches while tracing); None loss: the project's own step.
@@ -132,11 +137,13 @@ VARIANTS: dict[str, tuple[Loss | None, str, tuple[Patch, ...]]] = {
     "RMSNorm by mx.fast.rms_norm": (None, "update", (PORTABLE["RMSNorm"],)),
     "embedding in MLX operations": (None, "update", (PORTABLE["embedding"],)),
     "heads by split and mx.fast.rope": (None, "update", (PORTABLE["heads"],)),
+    "attention by mx.fast (cuDNN)": (None, "update", (PORTABLE["attention"],)),
+    "weight gradients by autodiff (cuBLAS)": (None, "update", (PORTABLE["linear"],)),
     "no optimizer": (training_loss, "grad", ()),
     "forward + loss": (training_loss, "forward", ()),
     "forward, no head": (no_head_loss, "forward", ()),
-    "no attention": (None, "update", ((mx.fast, "scaled_dot_product_attention",
-                                       values_only),)),
+    "no attention": (None, "update", ((model_module, "flash_attention", values_only),
+                                      (model_module, "sdpa_attention", values_only))),
 }
 #: Variants whose GPU kernels ``--profile`` lists.
 PROFILED = ("step", "no CUDA kernels of ours")

@@ -78,6 +78,80 @@ __device__ inline void store8(float* p, const float* values, bool aligned) {
 """
 
 
+#: Device functions of the tensor-core kernels (sm_80 and later: bfloat16 ``mma.sync``,
+#: ``ldmatrix``, ``cp.async``), for a module's ``header``; see :func:`tensor_cores_run_here`.
+TENSOR_CORES = """
+typedef __nv_bfloat16 bf16;
+
+// c (16x8, float32) += a (16x16, row-major) * b (16x8, column-major): lane g = lane / 4,
+// t = lane % 4 holds a's (g, 2t..2t+1), (g+8, 2t..), (g, 2t+8..), (g+8, 2t+8..); b's k rows
+// 2t..2t+1 and 2t+8..2t+9 of column g; c's (g, 2t..2t+1) and (g+8, 2t..2t+1).
+__device__ inline void mma16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ inline uint32_t pack2(float lo, float hi) {
+  __nv_bfloat162 pair = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&pair);
+}
+
+__device__ inline float2 unpack2(uint32_t bits) {
+  return __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&bits));
+}
+
+// 2^x by the special-function unit (flushes subnormals; 2^-inf = 0).
+__device__ inline float exp2_fast(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Four 8x8 tiles of shared memory into a's or b's fragments: lanes 8i..8i+7 give the
+// addresses of tile i's eight rows (16 bytes each); lane l gets tile i's (l/4, 2(l%4)) and
+// (l/4, 2(l%4)+1) in r[i].
+__device__ inline void ldmatrix_x4(uint32_t* r, const bf16* row) {
+  const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(at));
+}
+
+// The same, transposed: lane l gets tile i's (2(l%4), l/4) and (2(l%4)+1, l/4) in r[i].
+__device__ inline void ldmatrix_x4_trans(uint32_t* r, const bf16* row) {
+  const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(at));
+}
+
+// 16 bytes from global into shared memory without the registers (zeros if `valid` is false);
+// complete once cp_async_wait has returned.
+__device__ inline void cp_async16(bf16* to, const bf16* from, bool valid) {
+  const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(to));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\\n"
+               :: "r"(at), "l"(from), "r"(valid ? 16 : 0));
+}
+
+__device__ inline void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\\n");
+}
+
+// Wait until at most `PENDING` committed groups of this thread are still in flight.
+template <int PENDING>
+__device__ inline void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\\n" :: "n"(PENDING));
+}
+
+// Two floats added into global memory (8-byte aligned), returning nothing.
+__device__ inline void red_add2(float* to, float a, float b) {
+  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\\n" :: "l"(to), "f"(a), "f"(b)
+               : "memory");
+}
+"""
+
+
 #: Set to False to run every module's portable path on a CUDA GPU too (read when a function
 #: is traced: before ``mx.compile`` first calls it); for comparisons of the two.
 kernels_enabled = True
@@ -88,6 +162,18 @@ def kernels_run_here(dtype: mx.Dtype) -> bool:
     take."""
     return (kernels_enabled and mx.cuda.is_available()
             and mx.default_device().type == mx.DeviceType.gpu and dtype in _KERNEL_DTYPES)
+
+
+def tensor_cores_run_here(dtype: mx.Dtype) -> bool:
+    """Whether the tensor-core kernels run here: :func:`kernels_run_here` for bfloat16, on a
+    GPU of compute capability 8.0 or later."""
+    return kernels_run_here(dtype) and dtype == mx.bfloat16 and _compute_capability() >= 8
+
+
+@functools.cache
+def _compute_capability() -> int:
+    """The major compute capability of the CUDA GPU (0 where MLX does not say)."""
+    return int(mx.device_info().get("compute_capability_major", 0))
 
 
 @functools.cache

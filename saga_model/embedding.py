@@ -58,9 +58,12 @@ _SCATTER = """
     const T* in = cotangent + c * 4;
     float* out = d_weight + (size_t)token * D + (c % QUADS) * 4;
 #if __CUDA_ARCH__ >= 900
-    atomicAdd(reinterpret_cast<float4*>(out),
-              make_float4(static_cast<float>(in[0]), static_cast<float>(in[1]),
-                          static_cast<float>(in[2]), static_cast<float>(in[3])));
+    // A reduction that returns nothing (atomicAdd on a float4 compiles to an atom that
+    // returns the old values).
+    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};"
+                 :: "l"(out), "f"(static_cast<float>(in[0])), "f"(static_cast<float>(in[1])),
+                    "f"(static_cast<float>(in[2])), "f"(static_cast<float>(in[3]))
+                 : "memory");
 #else
     #pragma unroll
     for (int i = 0; i < 4; ++i) atomicAdd(out + i, static_cast<float>(in[i]));

@@ -7,15 +7,18 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
+from .attention import flash_attention, flash_attention_available, sdpa_attention
 from .config import ModelConfig
 from .embedding import embed_tokens
 from .gelu import gelu_approx
+from .linear import fused_linear, fused_linear_available
 from .rms_norm import fused_rms_norm, fused_rms_norm_available
 from .rotary import fused_heads, fused_heads_available, ops_heads
 
 
 class Linear(nn.Module):
-    """A bias-free linear layer whose float32 weights are cast to the input's dtype.
+    """A bias-free linear layer whose float32 weights are cast to the input's dtype (the
+    weight's gradient by :mod:`saga_model.linear`'s kernel on a CUDA GPU).
 
     Keeping float32 master weights and casting at use gives bfloat16 "autocast" training
     without a second copy of the parameters.
@@ -26,6 +29,9 @@ class Linear(nn.Module):
         self.weight = mx.random.normal((out_dims, in_dims)) * std
 
     def __call__(self, x: mx.array) -> mx.array:
+        out_dims, in_dims = self.weight.shape
+        if fused_linear_available(x.dtype, in_dims, out_dims):
+            return fused_linear(x, self.weight)
         return x @ self.weight.astype(x.dtype).T
 
 
@@ -83,7 +89,7 @@ class Attention(nn.Module):
         self.out = Linear(cfg.d_model, cfg.d_model, std / math.sqrt(2 * cfg.n_layers))
 
     def __call__(self, x: mx.array, cache: KVCache | None = None) -> mx.array:
-        batch, length, dims = x.shape
+        length = x.shape[1]
         projection = self.qkv(x)
         if cache is None and fused_heads_available(projection.dtype, self.head_dim):
             q, k, v = fused_heads(projection, self.n_heads, self.rope_theta)
@@ -92,10 +98,10 @@ class Attention(nn.Module):
             q, k, v = ops_heads(projection, self.n_heads, self.rope_theta, offset)
         if cache is not None:
             k, v = cache.update_and_fetch(k, v)
-        out = mx.fast.scaled_dot_product_attention(
-            q, k, v, scale=self.head_dim**-0.5, mask="causal" if length > 1 else None
-        )
-        return self.out(out.transpose(0, 2, 1, 3).reshape(batch, length, dims))
+        scale = self.head_dim**-0.5
+        if cache is None and flash_attention_available(q.dtype, self.head_dim):
+            return self.out(flash_attention(q, k, v, scale))
+        return self.out(sdpa_attention(q, k, v, scale, "causal" if length > 1 else None))
 
 
 class MLP(nn.Module):
