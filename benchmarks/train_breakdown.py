@@ -7,14 +7,13 @@ the differences are device time:
 
 * ``step``: the project's step (forward, loss, backward, clipping, AdamW; on a CUDA GPU with
   the project's kernels: the fused loss of ``saga_model.head_loss``, ``saga_model.gelu``,
-  ``saga_model.rms_norm``, ``saga_model.embedding``, ``saga_model.rotary``,
-  ``saga_model.attention`` and ``saga_model.linear``);
+  ``saga_model.rms_norm``, ``saga_model.embedding``, ``saga_model.rotary`` and
+  ``saga_model.attention``);
 * ``no CUDA kernels of ours``: every one of those modules on its portable path (what CPUs and
   Metal run);
 * ``loss by autodiff``, ``GELU in MLX operations``, ``RMSNorm by mx.fast.rms_norm``,
   ``embedding in MLX operations``, ``heads by split and mx.fast.rope``, ``attention by
-  mx.fast (cuDNN)``, ``weight gradients by autodiff (cuBLAS)``: one module on its portable
-  path;
+  mx.fast (cuDNN)``: one module on its portable path;
 * ``GELU of nn.gelu_approx``: ``nn.gelu_approx`` (a power for the cube, autodiff's
   derivative) in place of the model's ``gelu_approx``;
 * ``no optimizer``: the step without the AdamW update;
@@ -123,7 +122,6 @@ PORTABLE: dict[str, Patch] = {
     "embedding": (embedding_module, "fused_embedding_available", lambda *_: False),
     "heads": (model_module, "fused_heads_available", lambda *_: False),
     "attention": (model_module, "flash_attention_available", lambda *_: False),
-    "linear": (model_module, "fused_linear_available", lambda *_: False),
 }
 
 #: name -> (loss, step mode, patches while tracing); None loss: the project's own step.
@@ -138,7 +136,6 @@ VARIANTS: dict[str, tuple[Loss | None, str, tuple[Patch, ...]]] = {
     "embedding in MLX operations": (None, "update", (PORTABLE["embedding"],)),
     "heads by split and mx.fast.rope": (None, "update", (PORTABLE["heads"],)),
     "attention by mx.fast (cuDNN)": (None, "update", (PORTABLE["attention"],)),
-    "weight gradients by autodiff (cuBLAS)": (None, "update", (PORTABLE["linear"],)),
     "no optimizer": (training_loss, "grad", ()),
     "forward + loss": (training_loss, "forward", ()),
     "forward, no head": (no_head_loss, "forward", ()),
@@ -216,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also list the GPU kernels of some variants (needs PyTorch)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes, to check that the script works")
+    parser.add_argument("--variants", nargs="+", choices=[*VARIANTS, "pytorch step"],
+                        help="time only these (default: every variant and PyTorch's step)")
     parser.add_argument("--out", type=Path, default=RESULTS / "train_breakdown_gpu.json")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -230,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         torch, torch_note = None, "PyTorch has no CUDA device here"
     machine = machine_info(torch)
     settings = {"smoke": args.smoke, "config": args.config, "batch_sizes": args.batch_sizes,
+                "variants": args.variants or "all",
                 "seq_len": seq, "precision": args.precision, "timed_seconds": args.seconds,
                 "warmup": args.warmup}
     notes = [torch_note] if torch_note else []
@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     for batch_size in args.batch_sizes:
         batches = Batches(cfg.vocab_size, seq, batch_size)
         names = [*VARIANTS, "pytorch step"] if torch_bench else list(VARIANTS)
+        names = [name for name in names if name in (args.variants or names)]
         for name in names:
             row: dict[str, Any] = {"batch": batch_size, "variant": name}
             rows.append(row)

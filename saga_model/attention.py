@@ -1,19 +1,23 @@
-"""Causal self-attention on tensor cores for short heads: a flash-attention kernel each way.
+"""Causal self-attention on tensor cores for short heads: flash-attention kernels each way.
 
 With heads of 32 dimensions, cuDNN's attention behind ``mx.fast.scaled_dot_product_attention``
 ran at about 40 TFLOP/s forward and 30 backward on an H100 (tiles sized for heads of 64 and
-more): 0.40 + 1.46 ms of a 10 ms training step at batch 256. Here each block of 64 queries
-(four warps of 16) runs through the key blocks at or before it with bfloat16 ``mma.sync``
-products in float32, the softmax kept online (flash attention, Dao 2022-2023): the scores never
-reach memory. The forward kernel writes the output in the layout the output projection reads,
-``(B, L, H * D)``, and the log-sum-exp of each row; the backward pass is one kernel for the
-queries' gradient (which also writes each row's ``sum(dO * O)``) and one for the keys' and
-values', so no gradient is added atomically.
+more): 2.2 ms of a 10 ms training step at batch 256 with its helper kernels and the output's
+transpose. Here each block of 64 queries (four warps of 16) runs through the key blocks at or
+before it with bfloat16 ``mma.sync`` products in float32, the softmax kept online (flash
+attention, Dao 2022-2023): the scores never reach memory. The next key block is fetched into
+registers while the current one is used; both operands of every product come from row-major
+tiles through ``ldmatrix`` (transposed where needed). The forward kernel writes the output in
+the layout the output projection reads, ``(B, L, H * D)``, and the log-sum-exp of each row;
+the backward pass is one kernel for the queries' gradient (which also writes each row's
+``sum(dO * O)``) and one for the keys' and values', so no gradient is added atomically:
+1.75 ms for the three layers (``benchmarks/train_breakdown.py --profile``).
 
 :func:`make_attention` builds the differentiable function around any pair with the kernels'
 contracts, so the wrapper is tested on the CPU with plain MLX operations
 (``tests/test_attention.py``); the model uses :data:`flash_attention` where
-:func:`flash_attention_available` (a CUDA GPU, bfloat16) and ``mx.fast``'s attention elsewhere.
+:func:`flash_attention_available` (a CUDA GPU with tensor cores, bfloat16) and ``mx.fast``'s
+attention elsewhere (CPUs, Metal, float32, decoding with a cache).
 """
 
 from __future__ import annotations
@@ -91,6 +95,23 @@ __device__ inline void stash_tile(const Tile<D>& tile, bf16 (*rows)[D + 8]) {
     const int i = threadIdx.x + n * 128;
     if (i >= 64 * D / 8) break;
     *reinterpret_cast<uint4*>(&rows[i % 64][(i / 64) * 8]) = tile.chunks[n];
+  }
+}
+
+// One key block's turn: the fetched tiles of K and V into shared memory, then the next block's
+// (rows next..next+63, unless next is past `last`) fetched while this one is used.
+template <int D>
+__device__ inline void next_key_block(const bf16* ks, const bf16* vs, int next, int last,
+                                      int length, bool aligned, Tile<D>& k_next,
+                                      Tile<D>& v_next, bf16 (*k_rows)[D + 8],
+                                      bf16 (*v_rows)[D + 8]) {
+  __syncthreads();
+  stash_tile<D>(k_next, k_rows);
+  stash_tile<D>(v_next, v_rows);
+  __syncthreads();
+  if (next <= last) {
+    fetch_tile<D>(ks, D, next, length, aligned, k_next);
+    fetch_tile<D>(vs, D, next, length, aligned, v_next);
   }
 }
 
@@ -239,14 +260,8 @@ _FORWARD = _PLACE + """
   float acc[DT][4] = {};
   float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;
   for (int kb = 0; kb <= qb; ++kb) {
-    __syncthreads();
-    stash_tile<D>(k_next, k_rows);
-    stash_tile<D>(v_next, v_rows);
-    __syncthreads();
-    if (kb < qb) {
-      fetch_tile<D>(ks, D, (kb + 1) * 64, length, aligned, k_next);
-      fetch_tile<D>(vs, D, (kb + 1) * 64, length, aligned, v_next);
-    }
+    next_key_block<D>(ks, vs, (kb + 1) * 64, qb * 64, length, aligned, k_next, v_next, k_rows,
+                      v_rows);
     float s[8][4];
     scores<D>(qa, k_rows, s);
     if (kb == qb) mask_tile<false>(s, kb * 64, ra, rb);
@@ -328,14 +343,8 @@ _QUERIES_BACKWARD = _PLACE + """
   if (t == 0 && rb < length) delta[bh * length + rb] = delta_b;
   float acc[DT][4] = {};
   for (int kb = 0; kb <= qb; ++kb) {
-    __syncthreads();
-    stash_tile<D>(k_next, k_rows);
-    stash_tile<D>(v_next, v_rows);
-    __syncthreads();
-    if (kb < qb) {
-      fetch_tile<D>(ks, D, (kb + 1) * 64, length, aligned, k_next);
-      fetch_tile<D>(vs, D, (kb + 1) * 64, length, aligned, v_next);
-    }
+    next_key_block<D>(ks, vs, (kb + 1) * 64, qb * 64, length, aligned, k_next, v_next, k_rows,
+                      v_rows);
     float s[8][4], dp[8][4];
     scores<D>(qa, k_rows, s);
     scores<D>(da, v_rows, dp);

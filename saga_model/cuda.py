@@ -3,7 +3,8 @@ and launched, and the device helpers they share.
 
 The kernels of :mod:`saga_model.head_loss`, :mod:`saga_model.rms_norm`,
 :mod:`saga_model.gelu`, :mod:`saga_model.embedding` and :mod:`saga_model.rotary` are written
-for bfloat16 and float32; elsewhere (CPUs, Metal) each module's portable MLX path runs instead.
+for bfloat16 and float32, those of :mod:`saga_model.attention` for bfloat16 on tensor cores;
+elsewhere (CPUs, Metal) each module's portable MLX path runs instead.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ __device__ inline void store8(float* p, const float* values, bool aligned) {
 """
 
 
-#: Device functions of the tensor-core kernels (sm_80 and later: bfloat16 ``mma.sync``,
-#: ``ldmatrix``, ``cp.async``), for a module's ``header``; see :func:`tensor_cores_run_here`.
+#: Device functions of the tensor-core kernels (sm_80 and later: bfloat16 ``mma.sync`` and
+#: ``ldmatrix``), for a module's ``header``; see :func:`tensor_cores_run_here`.
 TENSOR_CORES = """
 typedef __nv_bfloat16 bf16;
 
@@ -124,30 +125,6 @@ __device__ inline void ldmatrix_x4_trans(uint32_t* r, const bf16* row) {
   const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(row));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(at));
-}
-
-// 16 bytes from global into shared memory without the registers (zeros if `valid` is false);
-// complete once cp_async_wait has returned.
-__device__ inline void cp_async16(bf16* to, const bf16* from, bool valid) {
-  const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(to));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\\n"
-               :: "r"(at), "l"(from), "r"(valid ? 16 : 0));
-}
-
-__device__ inline void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\\n");
-}
-
-// Wait until at most `PENDING` committed groups of this thread are still in flight.
-template <int PENDING>
-__device__ inline void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\\n" :: "n"(PENDING));
-}
-
-// Two floats added into global memory (8-byte aligned), returning nothing.
-__device__ inline void red_add2(float* to, float a, float b) {
-  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\\n" :: "l"(to), "f"(a), "f"(b)
-               : "memory");
 }
 """
 

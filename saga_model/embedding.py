@@ -5,9 +5,9 @@ The model keeps its embedding table in float32 and computes in bfloat16. Autodif
 backward pass casts the bfloat16 gradient back to float32 before MLX's scatter adds it into
 the table. Here one kernel gathers the float32 rows and writes them in the compute dtype,
 and one adds the compute-dtype gradient straight into a float32 table, four adjacent columns
-per atomic addition on GPUs that have it (sm_90): the step at batch 256 on an H100 is 3-4%
-faster with them (``benchmarks/train_breakdown.py``, "embedding in MLX operations"), though
-the scatter kernel (0.46 ms) is still slower than MLX's (0.27 ms).
+per reduction that returns nothing (``red.global.add.v4.f32``) on GPUs that have it (sm_90):
+the step at batch 256 on an H100 is 3-4% faster with them (``benchmarks/train_breakdown.py``,
+"embedding in MLX operations").
 
 :func:`make_embedding` builds the differentiable lookup around any pair of functions with the
 kernels' contracts, so the wrapper is tested on the CPU with plain MLX operations

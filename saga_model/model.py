@@ -11,14 +11,12 @@ from .attention import flash_attention, flash_attention_available, sdpa_attentio
 from .config import ModelConfig
 from .embedding import embed_tokens
 from .gelu import gelu_approx
-from .linear import fused_linear, fused_linear_available
 from .rms_norm import fused_rms_norm, fused_rms_norm_available
 from .rotary import fused_heads, fused_heads_available, ops_heads
 
 
 class Linear(nn.Module):
-    """A bias-free linear layer whose float32 weights are cast to the input's dtype (the
-    weight's gradient by :mod:`saga_model.linear`'s kernel on a CUDA GPU).
+    """A bias-free linear layer whose float32 weights are cast to the input's dtype.
 
     Keeping float32 master weights and casting at use gives bfloat16 "autocast" training
     without a second copy of the parameters.
@@ -29,9 +27,6 @@ class Linear(nn.Module):
         self.weight = mx.random.normal((out_dims, in_dims)) * std
 
     def __call__(self, x: mx.array) -> mx.array:
-        out_dims, in_dims = self.weight.shape
-        if fused_linear_available(x.dtype, in_dims, out_dims):
-            return fused_linear(x, self.weight)
         return x @ self.weight.astype(x.dtype).T
 
 
