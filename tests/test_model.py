@@ -170,8 +170,8 @@ def test_the_kernels_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_a_training_step_with_the_kernels_has_the_portable_paths_gradients(
         dtype: mx.Dtype, tolerance: float, monkeypatch: pytest.MonkeyPatch) -> None:
     # The seed shape, every CUDA kernel of the project (loss, GELU, RMSNorm, embedding,
-    # heads) against all of them switched off; float32 matrix products round to TF32 on both
-    # sides.
+    # heads, attention) against all of them switched off; float32 matrix products round to
+    # TF32 on both sides.
     cfg = ModelConfig.from_dict({**PRESETS["seed"].to_dict(), "context_length": 128})
     mx.random.seed(9)
     model = StoryModel(cfg)
