@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
-from .cuda import TENSOR_CORES, cuda_kernel, tensor_cores_run_here
+from .cuda import TENSOR_CORES, cuda_kernel, launch, tensor_cores_run_here
 
 #: ``(q, k, v (B, H, L, D), scale (1,)) -> (out (B, L, H, D), lse (B, H, L) float32)``: lse is
 #: each row's ``logsumexp(scale * scores) / ln 2`` (the kernels work in powers of two).
@@ -38,8 +38,9 @@ Backward = Callable[..., tuple[mx.array, mx.array, mx.array]]
 _ROWS = 64
 _THREADS = 128
 
-#: Pairs of values in global memory, and tiles of 64 rows in shared memory (row-major with
-#: eight columns of padding, or transposed), zeros past the sequence's end.
+#: Pairs of values in global memory, tiles of 64 rows fetched into registers and stashed in
+#: shared memory (row-major, eight columns of padding; zeros past the sequence's end), the
+#: tensor-core products over them, and reductions over a lane's quad.
 _HEADER = TENSOR_CORES + """
 // Two neighbouring values of global memory, or zeros past the end (`valid` false).
 __device__ inline uint32_t load_pair(const bf16* p, bool valid, bool aligned) {
@@ -62,18 +63,19 @@ __device__ inline void store_pair(bf16* p, float lo, float hi, bool aligned) {
 // is being used and then stashed in shared memory.
 template <int D>
 struct Tile {
-  uint4 chunks[(64 * D / 8 + 127) / 128];
+  static constexpr int CHUNKS = 64 * D / 8, PER_THREAD = (CHUNKS + 127) / 128;
+  uint4 chunks[PER_THREAD];
 };
 
 template <int D>
 __device__ inline void fetch_tile(const bf16* slab, size_t stride, int first, int length,
                                   bool aligned, Tile<D>& tile) {
   #pragma unroll
-  for (int n = 0; n < (64 * D / 8 + 127) / 128; ++n) {
+  for (int n = 0; n < Tile<D>::PER_THREAD; ++n) {
     const int i = threadIdx.x + n * 128;
     const int r = i % 64, c = (i / 64) * 8;  // a warp's lanes on 32 rows: no bank conflicts
     uint4 raw = make_uint4(0u, 0u, 0u, 0u);
-    if (i < 64 * D / 8 && first + r < length) {
+    if (i < Tile<D>::CHUNKS && first + r < length) {
       const bf16* src = slab + (size_t)(first + r) * stride + c;
       if (aligned) {
         raw = *reinterpret_cast<const uint4*>(src);
@@ -91,9 +93,9 @@ __device__ inline void fetch_tile(const bf16* slab, size_t stride, int first, in
 template <int D>
 __device__ inline void stash_tile(const Tile<D>& tile, bf16 (*rows)[D + 8]) {
   #pragma unroll
-  for (int n = 0; n < (64 * D / 8 + 127) / 128; ++n) {
+  for (int n = 0; n < Tile<D>::PER_THREAD; ++n) {
     const int i = threadIdx.x + n * 128;
-    if (i >= 64 * D / 8) break;
+    if (i >= Tile<D>::CHUNKS) break;
     *reinterpret_cast<uint4*>(&rows[i % 64][(i / 64) * 8]) = tile.chunks[n];
   }
 }
@@ -441,8 +443,7 @@ def flash_attention_available(dtype: mx.Dtype, head_dim: int) -> bool:
 
 def _launch(length: int, heads: int) -> dict[str, tuple[int, int, int]]:
     """One block of 128 threads per 64 rows, for each (batch, head)."""
-    return {"grid": (-(-length // _ROWS) * _THREADS, heads, 1),
-            "threadgroup": (_THREADS, 1, 1)}
+    return launch(-(-length // _ROWS), _THREADS, heads)
 
 
 def cuda_forward(q: mx.array, k: mx.array, v: mx.array, scale: mx.array

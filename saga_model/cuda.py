@@ -158,8 +158,7 @@ def cuda_kernel(name: str, inputs: tuple[str, ...], outputs: tuple[str, ...], so
                 header: str = "") -> Callable[..., list[mx.array]]:
     """The kernel ``saga_<name>`` (built once per process) whose body ``source`` may call the
     shared device helpers (``warp_sum``, ``warp_max``, ``aligned16``, ``load8``, ``store8``)
-    and those of
-    ``header``."""
+    and those of ``header``."""
     return mx.fast.cuda_kernel(name=f"saga_{name}", input_names=list(inputs),
                                output_names=list(outputs), header=_SHARED_HEADER + header,
                                source=source)
@@ -171,9 +170,10 @@ def block_count(work_items: int, threads: int, max_blocks: int) -> int:
     return max(1, min(-(-work_items // threads), max_blocks))
 
 
-def launch(blocks: int, threads: int) -> dict[str, tuple[int, int, int]]:
-    """The ``grid`` and ``threadgroup`` arguments of ``blocks`` one-dimensional blocks."""
-    return {"grid": (blocks * threads, 1, 1), "threadgroup": (threads, 1, 1)}
+def launch(blocks: int, threads: int, rows: int = 1) -> dict[str, tuple[int, int, int]]:
+    """The ``grid`` and ``threadgroup`` arguments of ``blocks`` blocks of ``threads`` along x,
+    for each of ``rows`` along y (``blockIdx.y``)."""
+    return {"grid": (blocks * threads, rows, 1), "threadgroup": (threads, 1, 1)}
 
 
 def grid_stride_launch(work_items: int) -> dict[str, tuple[int, int, int]]:
