@@ -3,21 +3,26 @@
 With heads of 32 dimensions, cuDNN's attention behind ``mx.fast.scaled_dot_product_attention``
 ran at about 40 TFLOP/s forward and 30 backward on an H100 (tiles sized for heads of 64 and
 more): 2.2 ms of a 10 ms training step at batch 256 with its helper kernels and the output's
-transpose. Here each block of 64 queries (four warps of 16) runs through the key blocks at or
-before it with bfloat16 ``mma.sync`` products in float32, the softmax kept online (flash
-attention, Dao 2022-2023): the scores never reach memory. The next key block is fetched into
-registers while the current one is used; both operands of every product come from row-major
-tiles through ``ldmatrix`` (transposed where needed). The forward kernel writes the output in
-the layout the output projection reads, ``(B, L, H * D)``, and the log-sum-exp of each row;
-the backward pass is one kernel for the queries' gradient (which also writes each row's
-``sum(dO * O)``) and one for the keys' and values', so no gradient is added atomically:
-1.75 ms for the three layers (``benchmarks/train_breakdown.py --profile``).
+transpose. Here one block takes one (batch, head): it loads the sequence's keys and values
+(or, for the keys' gradient, its queries and output gradients) into shared memory once, then
+each warp runs its groups of 16 queries through the key blocks at or before them with
+bfloat16 ``mma.sync`` products in float32, the softmax kept online (flash attention, Dao
+2022-2023): the scores never reach memory, and no barrier or global load interrupts a
+warp's loop. The groups go to the warps in snake order, so that causal work evens out. Both
+operands of every product come from row-major tiles through ``ldmatrix`` (transposed where
+needed). The forward kernel writes the output in the layout the output projection reads,
+``(B, L, H * D)``, and the log-sum-exp of each row; the backward pass is one kernel for the
+queries' gradient (which also writes each row's ``sum(dO * O)``) and one for the keys' and
+values', so no gradient is added atomically. The first version (a block per 64 queries, the
+key blocks streamed through shared memory between barriers) took 1.75 ms for the three layers
+at batch 256 (``benchmarks/train_breakdown.py --profile``).
 
 :func:`make_attention` builds the differentiable function around any pair with the kernels'
 contracts, so the wrapper is tested on the CPU with plain MLX operations
 (``tests/test_attention.py``); the model uses :data:`flash_attention` where
-:func:`flash_attention_available` (a CUDA GPU with tensor cores, bfloat16) and ``mx.fast``'s
-attention elsewhere (CPUs, Metal, float32, decoding with a cache).
+:func:`flash_attention_available` (a CUDA GPU with tensor cores, bfloat16, a sequence whose
+two tiles fit in a block's shared memory) and ``mx.fast``'s attention elsewhere (CPUs, Metal,
+float32, decoding with a cache).
 """
 
 from __future__ import annotations
@@ -34,13 +39,18 @@ Forward = Callable[[mx.array, mx.array, mx.array, mx.array], tuple[mx.array, mx.
 #: ``(q, k, v, out, lse, d_out, scale) -> (dq, dk, dv)``, each (B, H, L, D).
 Backward = Callable[..., tuple[mx.array, mx.array, mx.array]]
 
-#: Queries (and keys) a block: four warps of 16 rows.
-_ROWS = 64
-_THREADS = 128
+#: Warps of a block (one block per (batch, head)) in the forward and the backward kernels:
+#: two blocks share an SM at the model's shape (their two sequences' tiles take 84 KB of
+#: shared memory each), and the backward kernels' registers allow six warps each.
+_FORWARD_WARPS = 8
+_BACKWARD_WARPS = 6
+#: The shared memory a block may have on every GPU with tensor cores the kernels use
+#: (sm_80 and later allow at least 99 KB): longer sequences or wider heads take mx.fast's.
+_SHARED_MEMORY = 99 * 1024
 
-#: Pairs of values in global memory, tiles of 64 rows fetched into registers and stashed in
-#: shared memory (row-major, eight columns of padding; zeros past the sequence's end), the
-#: tensor-core products over them, and reductions over a lane's quad.
+#: Pairs of values in global memory, whole sequences' rows in shared memory (row-major, eight
+#: columns of padding; zeros past the sequence's end), the warps' share of the rows, the
+#: tensor-core products over tiles of 64 rows, and reductions over a lane's quad.
 _HEADER = TENSOR_CORES + """
 // Two neighbouring values of global memory, or zeros past the end (`valid` false).
 __device__ inline uint32_t load_pair(const bf16* p, bool valid, bool aligned) {
@@ -58,25 +68,21 @@ __device__ inline void store_pair(bf16* p, float lo, float hi, bool aligned) {
   }
 }
 
-// A tile: rows first..first+63 of a (length, D) slab whose rows are `stride` apart, in the
-// block's registers (16 bytes a chunk; zeros past the end), fetched while the previous tile
-// is being used and then stashed in shared memory.
-template <int D>
-struct Tile {
-  static constexpr int CHUNKS = 64 * D / 8, PER_THREAD = (CHUNKS + 127) / 128;
-  uint4 chunks[PER_THREAD];
-};
+// Shared memory of the block (its size set at the kernel's launch): whole sequences' rows.
+extern __shared__ __align__(16) bf16 shared_rows[];
 
+// Rows 0..padded-1 of a (length, D) slab whose rows are `stride` apart, into `rows` (D+8
+// columns: eight of padding keep ldmatrix's eight rows on distinct banks; zeros past the
+// end): the whole block, 16 bytes a thread at a time.
 template <int D>
-__device__ inline void fetch_tile(const bf16* slab, size_t stride, int first, int length,
-                                  bool aligned, Tile<D>& tile) {
-  #pragma unroll
-  for (int n = 0; n < Tile<D>::PER_THREAD; ++n) {
-    const int i = threadIdx.x + n * 128;
-    const int r = i % 64, c = (i / 64) * 8;  // a warp's lanes on 32 rows: no bank conflicts
+__device__ inline void load_rows(const bf16* slab, size_t stride, int length, int padded,
+                                 bool aligned, bf16 (*rows)[D + 8]) {
+  #pragma unroll 4
+  for (int i = threadIdx.x; i < padded * (D / 8); i += blockDim.x) {
+    const int r = i / (D / 8), c = (i % (D / 8)) * 8;
     uint4 raw = make_uint4(0u, 0u, 0u, 0u);
-    if (i < Tile<D>::CHUNKS && first + r < length) {
-      const bf16* src = slab + (size_t)(first + r) * stride + c;
+    if (r < length) {
+      const bf16* src = slab + (size_t)r * stride + c;
       if (aligned) {
         raw = *reinterpret_cast<const uint4*>(src);
       } else {
@@ -84,37 +90,16 @@ __device__ inline void fetch_tile(const bf16* slab, size_t stride, int first, in
         for (int e = 0; e < 8; ++e) values[e] = src[e];
       }
     }
-    tile.chunks[n] = raw;
+    *reinterpret_cast<uint4*>(&rows[r][c]) = raw;
   }
 }
 
-// The tile into `rows` (64 x D+8, row-major: eight columns of padding keep ldmatrix's
-// eight rows on distinct banks).
-template <int D>
-__device__ inline void stash_tile(const Tile<D>& tile, bf16 (*rows)[D + 8]) {
-  #pragma unroll
-  for (int n = 0; n < Tile<D>::PER_THREAD; ++n) {
-    const int i = threadIdx.x + n * 128;
-    if (i >= Tile<D>::CHUNKS) break;
-    *reinterpret_cast<uint4*>(&rows[i % 64][(i / 64) * 8]) = tile.chunks[n];
-  }
-}
-
-// One key block's turn: the fetched tiles of K and V into shared memory, then the next block's
-// (rows next..next+63, unless next is past `last`) fetched while this one is used.
-template <int D>
-__device__ inline void next_key_block(const bf16* ks, const bf16* vs, int next, int last,
-                                      int length, bool aligned, Tile<D>& k_next,
-                                      Tile<D>& v_next, bf16 (*k_rows)[D + 8],
-                                      bf16 (*v_rows)[D + 8]) {
-  __syncthreads();
-  stash_tile<D>(k_next, k_rows);
-  stash_tile<D>(v_next, v_rows);
-  __syncthreads();
-  if (next <= last) {
-    fetch_tile<D>(ks, D, next, length, aligned, k_next);
-    fetch_tile<D>(vs, D, next, length, aligned, v_next);
-  }
+// The first row of a warp's group of 16 rows in `round`: groups go to the block's warps in
+// snake order (warp w gets group r * WARPS + w in even rounds, r * WARPS + WARPS - 1 - w in
+// odd ones), so every warp gets about as many causal pairs as the others.
+template <int WARPS>
+__device__ inline int snake_first(int round, int warp) {
+  return 16 * (round * WARPS + (round % 2 == 0 ? warp : WARPS - 1 - warp));
 }
 
 // -inf where a 16 x 64 tile's column (first_column + ...) lies after its row (rows ra and rb)
@@ -229,12 +214,13 @@ __device__ inline float quad_max(float x) {
 }
 """
 
-#: Where each kernel's block and warp are: the sequence, its (batch, head), the slabs of q, k
-#: and v (B, H, L, D) and of the output and its gradient (B, L, H, D).
+#: Where each kernel's block and warp are: the sequence of one (batch, head) a block, the
+#: slabs of q, k and v (B, H, L, D) and of the output and its gradient (B, L, H, D), and the
+#: block's two whole-sequence tiles in shared memory.
 _PLACE = """
   constexpr int KT = D / 16, DT = D / 8;
   const int length = q_shape[2];
-  const int blocks = (length + 63) / 64;
+  const int padded = (length + 63) / 64 * 64, rounds = (length + 16 * WARPS - 1) / (16 * WARPS);
   const size_t bh = blockIdx.y, batch = bh / H, head = bh % H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4, g = lane / 4;
   const float scale = scale_in[0], scale2 = scale * 1.4426950408889634f;
@@ -242,208 +228,213 @@ _PLACE = """
   const bf16* ks = k + bh * length * D;
   const bf16* vs = v + bh * length * D;
   const size_t wide = (size_t)H * D;
+  bf16 (*tile_a)[D + 8] = reinterpret_cast<bf16 (*)[D + 8]>(shared_rows);
+  bf16 (*tile_b)[D + 8] = tile_a + padded;
 """
 
-#: One block of 64 queries (the last ones first: they have the most keys) against the key
-#: blocks at or before it; out (B, L, H, D) and lse (B, H, L). Scores stay unscaled: the
+#: Each warp's groups of 16 queries against the keys at or before them (whole key blocks of
+#: 64, the last one masked); out (B, L, H, D) and lse (B, H, L). Scores stay unscaled: the
 #: running maximum is of them, and one multiply-add scales and shifts each before exp2.
 _FORWARD = _PLACE + """
   const bool aligned = aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out);
-  const int qb = blocks - 1 - blockIdx.x;
-  const int first = qb * 64 + warp * 16, ra = first + g, rb = ra + 8;
+  bf16 (*k_rows)[D + 8] = tile_a, (*v_rows)[D + 8] = tile_b;
+  load_rows<D>(ks, D, length, padded, aligned, k_rows);
+  load_rows<D>(vs, D, length, padded, aligned, v_rows);
+  __syncthreads();
   bf16* outs = out + (batch * length * H + head) * D;
-  __shared__ __align__(16) bf16 k_rows[64][D + 8];
-  __shared__ __align__(16) bf16 v_rows[64][D + 8];
-  uint32_t qa[KT][4];
-  load_fragments<D>(qs, D, first, length, aligned, qa);
-  Tile<D> k_next, v_next;
-  fetch_tile<D>(ks, D, 0, length, aligned, k_next);
-  fetch_tile<D>(vs, D, 0, length, aligned, v_next);
-  float acc[DT][4] = {};
-  float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;
-  for (int kb = 0; kb <= qb; ++kb) {
-    next_key_block<D>(ks, vs, (kb + 1) * 64, qb * 64, length, aligned, k_next, v_next, k_rows,
-                      v_rows);
-    float s[8][4];
-    scores<D>(qa, k_rows, s);
-    if (kb == qb) mask_tile<false>(s, kb * 64, ra, rb);
-    float top_a = m_a, top_b = m_b;
-    #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      top_a = fmaxf(top_a, fmaxf(s[j][0], s[j][1]));
-      top_b = fmaxf(top_b, fmaxf(s[j][2], s[j][3]));
+  for (int round = 0; round < rounds; ++round) {
+    const int first = snake_first<WARPS>(round, warp), ra = first + g, rb = ra + 8;
+    if (first >= length) continue;
+    uint32_t qa[KT][4];
+    load_fragments<D>(qs, D, first, length, aligned, qa);
+    float acc[DT][4] = {};
+    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;
+    const int last = (first + 15) / 64;
+    for (int kb = 0; kb <= last; ++kb) {
+      float s[8][4];
+      scores<D>(qa, k_rows + kb * 64, s);
+      if (kb == last) mask_tile<false>(s, kb * 64, ra, rb);
+      float top_a = m_a, top_b = m_b;
+      #pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        top_a = fmaxf(top_a, fmaxf(s[j][0], s[j][1]));
+        top_b = fmaxf(top_b, fmaxf(s[j][2], s[j][3]));
+      }
+      top_a = quad_max(top_a);
+      top_b = quad_max(top_b);
+      const float keep_a = exp2_fast((m_a - top_a) * scale2);
+      const float keep_b = exp2_fast((m_b - top_b) * scale2);
+      m_a = top_a;
+      m_b = top_b;
+      l_a *= keep_a;
+      l_b *= keep_b;
+      #pragma unroll
+      for (int jd = 0; jd < DT; ++jd) {
+        acc[jd][0] *= keep_a;
+        acc[jd][1] *= keep_a;
+        acc[jd][2] *= keep_b;
+        acc[jd][3] *= keep_b;
+      }
+      const float shift_a = m_a * scale2, shift_b = m_b * scale2;
+      #pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        s[j][0] = exp2_fast(fmaf(s[j][0], scale2, -shift_a));
+        s[j][1] = exp2_fast(fmaf(s[j][1], scale2, -shift_a));
+        s[j][2] = exp2_fast(fmaf(s[j][2], scale2, -shift_b));
+        s[j][3] = exp2_fast(fmaf(s[j][3], scale2, -shift_b));
+        l_a += s[j][0] + s[j][1];
+        l_b += s[j][2] + s[j][3];
+      }
+      uint32_t pa[4][4];
+      as_fragments(s, pa);
+      accumulate<D>(acc, pa, v_rows + kb * 64);
     }
-    top_a = quad_max(top_a);
-    top_b = quad_max(top_b);
-    const float keep_a = exp2_fast((m_a - top_a) * scale2);
-    const float keep_b = exp2_fast((m_b - top_b) * scale2);
-    m_a = top_a;
-    m_b = top_b;
-    l_a *= keep_a;
-    l_b *= keep_b;
-    #pragma unroll
-    for (int jd = 0; jd < DT; ++jd) {
-      acc[jd][0] *= keep_a;
-      acc[jd][1] *= keep_a;
-      acc[jd][2] *= keep_b;
-      acc[jd][3] *= keep_b;
-    }
-    const float shift_a = m_a * scale2, shift_b = m_b * scale2;
-    #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      s[j][0] = exp2_fast(fmaf(s[j][0], scale2, -shift_a));
-      s[j][1] = exp2_fast(fmaf(s[j][1], scale2, -shift_a));
-      s[j][2] = exp2_fast(fmaf(s[j][2], scale2, -shift_b));
-      s[j][3] = exp2_fast(fmaf(s[j][3], scale2, -shift_b));
-      l_a += s[j][0] + s[j][1];
-      l_b += s[j][2] + s[j][3];
-    }
-    uint32_t pa[4][4];
-    as_fragments(s, pa);
-    accumulate<D>(acc, pa, v_rows);
+    l_a = quad_sum(l_a);
+    l_b = quad_sum(l_b);
+    store_rows<D>(outs, wide, first, length, aligned, acc, 1.0f / l_a, 1.0f / l_b);
+    if (t == 0 && ra < length) lse[bh * length + ra] = m_a * scale2 + log2f(l_a);
+    if (t == 0 && rb < length) lse[bh * length + rb] = m_b * scale2 + log2f(l_b);
   }
-  l_a = quad_sum(l_a);
-  l_b = quad_sum(l_b);
-  store_rows<D>(outs, wide, first, length, aligned, acc, 1.0f / l_a, 1.0f / l_b);
-  if (t == 0 && ra < length) lse[bh * length + ra] = m_a * scale2 + log2f(l_a);
-  if (t == 0 && rb < length) lse[bh * length + rb] = m_b * scale2 + log2f(l_b);
 """
 
-#: The queries' gradient of one block of 64 queries, and each row's sum(dO * O) (`delta`, for
-#: the keys' kernel): dS = P * (dO V^T - delta), dq = scale * dS K.
+#: The queries' gradient of each warp's groups of 16 queries, and each row's sum(dO * O)
+#: (`delta`, for the keys' kernel): dS = P * (dO V^T - delta), dq = scale * dS K.
 _QUERIES_BACKWARD = _PLACE + """
   const bool aligned = aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out)
                        && aligned16(d_out) && aligned16(dq);
-  const int qb = blocks - 1 - blockIdx.x;
-  const int first = qb * 64 + warp * 16, ra = first + g, rb = ra + 8;
+  bf16 (*k_rows)[D + 8] = tile_a, (*v_rows)[D + 8] = tile_b;
+  load_rows<D>(ks, D, length, padded, aligned, k_rows);
+  load_rows<D>(vs, D, length, padded, aligned, v_rows);
+  __syncthreads();
   const bf16* outs = out + (batch * length * H + head) * D;
   const bf16* d_outs = d_out + (batch * length * H + head) * D;
-  __shared__ __align__(16) bf16 k_rows[64][D + 8];
-  __shared__ __align__(16) bf16 v_rows[64][D + 8];
-  Tile<D> k_next, v_next;
-  fetch_tile<D>(ks, D, 0, length, aligned, k_next);
-  fetch_tile<D>(vs, D, 0, length, aligned, v_next);
-  uint32_t qa[KT][4], da[KT][4], oa[KT][4];
-  load_fragments<D>(qs, D, first, length, aligned, qa);
-  load_fragments<D>(d_outs, wide, first, length, aligned, da);
-  load_fragments<D>(outs, wide, first, length, aligned, oa);
-  float delta_a = 0.0f, delta_b = 0.0f;
-  #pragma unroll
-  for (int kk = 0; kk < KT; ++kk) {
+  for (int round = 0; round < rounds; ++round) {
+    const int first = snake_first<WARPS>(round, warp), ra = first + g, rb = ra + 8;
+    if (first >= length) continue;
+    uint32_t qa[KT][4], da[KT][4], oa[KT][4];
+    load_fragments<D>(qs, D, first, length, aligned, qa);
+    load_fragments<D>(d_outs, wide, first, length, aligned, da);
+    load_fragments<D>(outs, wide, first, length, aligned, oa);
+    float delta_a = 0.0f, delta_b = 0.0f;
     #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const float2 d = unpack2(da[kk][e]), o = unpack2(oa[kk][e]);
-      if (e % 2 == 0) delta_a += d.x * o.x + d.y * o.y;
-      else delta_b += d.x * o.x + d.y * o.y;
-    }
-  }
-  delta_a = quad_sum(delta_a);
-  delta_b = quad_sum(delta_b);
-  const float lse_a = ra < length ? lse[bh * length + ra] : 0.0f;
-  const float lse_b = rb < length ? lse[bh * length + rb] : 0.0f;
-  if (t == 0 && ra < length) delta[bh * length + ra] = delta_a;
-  if (t == 0 && rb < length) delta[bh * length + rb] = delta_b;
-  float acc[DT][4] = {};
-  for (int kb = 0; kb <= qb; ++kb) {
-    next_key_block<D>(ks, vs, (kb + 1) * 64, qb * 64, length, aligned, k_next, v_next, k_rows,
-                      v_rows);
-    float s[8][4], dp[8][4];
-    scores<D>(qa, k_rows, s);
-    scores<D>(da, v_rows, dp);
-    if (kb == qb) mask_tile<false>(s, kb * 64, ra, rb);
-    #pragma unroll
-    for (int j = 0; j < 8; ++j) {
+    for (int kk = 0; kk < KT; ++kk) {
       #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const bool upper = e < 2;
-        const float p = exp2_fast(fmaf(s[j][e], scale2, -(upper ? lse_a : lse_b)));
-        s[j][e] = p * (dp[j][e] - (upper ? delta_a : delta_b));
+        const float2 d = unpack2(da[kk][e]), o = unpack2(oa[kk][e]);
+        if (e % 2 == 0) delta_a += d.x * o.x + d.y * o.y;
+        else delta_b += d.x * o.x + d.y * o.y;
       }
     }
-    uint32_t dsa[4][4];
-    as_fragments(s, dsa);
-    accumulate<D>(acc, dsa, k_rows);
+    delta_a = quad_sum(delta_a);
+    delta_b = quad_sum(delta_b);
+    const float lse_a = ra < length ? lse[bh * length + ra] : 0.0f;
+    const float lse_b = rb < length ? lse[bh * length + rb] : 0.0f;
+    if (t == 0 && ra < length) delta[bh * length + ra] = delta_a;
+    if (t == 0 && rb < length) delta[bh * length + rb] = delta_b;
+    float acc[DT][4] = {};
+    const int last = (first + 15) / 64;
+    for (int kb = 0; kb <= last; ++kb) {
+      float s[8][4], dp[8][4];
+      scores<D>(qa, k_rows + kb * 64, s);
+      scores<D>(da, v_rows + kb * 64, dp);
+      if (kb == last) mask_tile<false>(s, kb * 64, ra, rb);
+      #pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        #pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const bool upper = e < 2;
+          const float p = exp2_fast(fmaf(s[j][e], scale2, -(upper ? lse_a : lse_b)));
+          s[j][e] = p * (dp[j][e] - (upper ? delta_a : delta_b));
+        }
+      }
+      uint32_t dsa[4][4];
+      as_fragments(s, dsa);
+      accumulate<D>(acc, dsa, k_rows + kb * 64);
+    }
+    store_rows<D>(dq + bh * length * D, D, first, length, aligned, acc, scale, scale);
   }
-  store_rows<D>(dq + bh * length * D, D, first, length, aligned, acc, scale, scale);
 """
 
-#: The keys' and values' gradients of one block of 64 keys (the first ones first) against the
-#: query blocks at or after it: dv = P^T dO, dk = scale * dS^T Q.
+#: The keys' and values' gradients of each warp's groups of 16 keys against the queries at or
+#: after them (whole query blocks of 64 from the one holding the group): dv = P^T dO,
+#: dk = scale * dS^T Q. The block's shared memory also holds every row's lse and delta.
 _KEYS_BACKWARD = _PLACE + """
   const bool aligned = aligned16(q) && aligned16(k) && aligned16(v) && aligned16(d_out)
                        && aligned16(dk) && aligned16(dv);
-  const int kb = blockIdx.x;
-  const int first = kb * 64 + warp * 16, ka_row = first + g, kb_row = ka_row + 8;
+  bf16 (*q_rows)[D + 8] = tile_a, (*d_rows)[D + 8] = tile_b;
+  float* lse_s = reinterpret_cast<float*>(tile_b + padded);
+  float* delta_s = lse_s + padded;
   const bf16* d_outs = d_out + (batch * length * H + head) * D;
-  __shared__ __align__(16) bf16 q_rows[64][D + 8];
-  __shared__ __align__(16) bf16 d_rows[64][D + 8];
-  __shared__ float lse_s[64], delta_s[64];
-  Tile<D> q_next, d_next;
-  fetch_tile<D>(qs, D, kb * 64, length, aligned, q_next);
-  fetch_tile<D>(d_outs, wide, kb * 64, length, aligned, d_next);
-  float lse_next = 0.0f, delta_next = 0.0f;
-  if (threadIdx.x < 64 && kb * 64 + threadIdx.x < length) {
-    lse_next = lse[bh * length + kb * 64 + threadIdx.x];
-    delta_next = delta[bh * length + kb * 64 + threadIdx.x];
+  load_rows<D>(qs, D, length, padded, aligned, q_rows);
+  load_rows<D>(d_outs, wide, length, padded, aligned, d_rows);
+  for (int i = threadIdx.x; i < padded; i += blockDim.x) {
+    lse_s[i] = i < length ? lse[bh * length + i] : 0.0f;
+    delta_s[i] = i < length ? delta[bh * length + i] : 0.0f;
   }
-  uint32_t ka[KT][4], va[KT][4];
-  load_fragments<D>(ks, D, first, length, aligned, ka);
-  load_fragments<D>(vs, D, first, length, aligned, va);
-  float dk_acc[DT][4] = {}, dv_acc[DT][4] = {};
-  for (int qb = kb; qb < blocks; ++qb) {
-    __syncthreads();
-    stash_tile<D>(q_next, q_rows);
-    stash_tile<D>(d_next, d_rows);
-    if (threadIdx.x < 64) {
-      lse_s[threadIdx.x] = lse_next;
-      delta_s[threadIdx.x] = delta_next;
-    }
-    __syncthreads();
-    if (qb + 1 < blocks) {
-      fetch_tile<D>(qs, D, (qb + 1) * 64, length, aligned, q_next);
-      fetch_tile<D>(d_outs, wide, (qb + 1) * 64, length, aligned, d_next);
-      const int row = (qb + 1) * 64 + threadIdx.x;
-      if (threadIdx.x < 64 && row < length) {
-        lse_next = lse[bh * length + row];
-        delta_next = delta[bh * length + row];
-      }
-    }
-    float s[8][4], dp[8][4];
-    scores<D>(ka, q_rows, s);
-    scores<D>(va, d_rows, dp);
-    // Queries before the keys, or past the end (whose lse and delta are not there).
-    if (qb == kb) mask_tile<true>(s, qb * 64, ka_row, kb_row);
-    if (qb == blocks - 1) mask_tile<false>(s, qb * 64, length - 1, length - 1);
-    uint32_t pa[4][4];
-    #pragma unroll
-    for (int j = 0; j < 8; ++j) {
+  __syncthreads();
+  const int blocks = padded / 64;
+  for (int round = 0; round < rounds; ++round) {
+    const int first = snake_first<WARPS>(round, warp), ka_row = first + g, kb_row = ka_row + 8;
+    if (first >= length) continue;
+    uint32_t ka[KT][4], va[KT][4];
+    load_fragments<D>(ks, D, first, length, aligned, ka);
+    load_fragments<D>(vs, D, first, length, aligned, va);
+    float dk_acc[DT][4] = {}, dv_acc[DT][4] = {};
+    for (int qb = first / 64; qb < blocks; ++qb) {
+      float s[8][4], dp[8][4];
+      scores<D>(ka, q_rows + qb * 64, s);
+      scores<D>(va, d_rows + qb * 64, dp);
+      // Queries before the keys, or past the end (whose lse and delta are zeros).
+      if (qb == first / 64) mask_tile<true>(s, qb * 64, ka_row, kb_row);
+      if (qb == blocks - 1) mask_tile<false>(s, qb * 64, length - 1, length - 1);
+      uint32_t pa[4][4];
       #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int column = j * 8 + 2 * t + (e & 1);
-        const float p = exp2_fast(fmaf(s[j][e], scale2, -lse_s[column]));
-        s[j][e] = p;
-        dp[j][e] = p * (dp[j][e] - delta_s[column]);
+      for (int j = 0; j < 8; ++j) {
+        #pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int column = qb * 64 + j * 8 + 2 * t + (e & 1);
+          const float p = exp2_fast(fmaf(s[j][e], scale2, -lse_s[column]));
+          s[j][e] = p;
+          dp[j][e] = p * (dp[j][e] - delta_s[column]);
+        }
       }
+      as_fragments(s, pa);
+      accumulate<D>(dv_acc, pa, d_rows + qb * 64);
+      as_fragments(dp, pa);
+      accumulate<D>(dk_acc, pa, q_rows + qb * 64);
     }
-    as_fragments(s, pa);
-    accumulate<D>(dv_acc, pa, d_rows);
-    as_fragments(dp, pa);
-    accumulate<D>(dk_acc, pa, q_rows);
+    store_rows<D>(dk + bh * length * D, D, first, length, aligned, dk_acc, scale, scale);
+    store_rows<D>(dv + bh * length * D, D, first, length, aligned, dv_acc, 1.0f, 1.0f);
   }
-  store_rows<D>(dk + bh * length * D, D, first, length, aligned, dk_acc, scale, scale);
-  store_rows<D>(dv + bh * length * D, D, first, length, aligned, dv_acc, 1.0f, 1.0f);
 """
 
 
-def flash_attention_available(dtype: mx.Dtype, head_dim: int) -> bool:
+def flash_attention_available(dtype: mx.Dtype, head_dim: int, length: int) -> bool:
     """Whether :data:`flash_attention` runs here: on a CUDA GPU with bfloat16 tensor cores,
-    for bfloat16 and heads of 16, 32 or 64 dimensions."""
-    return tensor_cores_run_here(dtype) and head_dim in (16, 32, 64)
+    for bfloat16, heads of 16, 32 or 64 dimensions, and sequences whose keys and values (or
+    queries and output gradients) fit in a block's shared memory."""
+    return (tensor_cores_run_here(dtype) and head_dim in (16, 32, 64)
+            and _shared_bytes(length, head_dim, keys=True) <= _SHARED_MEMORY)
 
 
-def _launch(length: int, heads: int) -> dict[str, tuple[int, int, int]]:
-    """One block of 128 threads per 64 rows, for each (batch, head)."""
-    return launch(-(-length // _ROWS), _THREADS, heads)
+def _shared_bytes(length: int, head_dim: int, keys: bool = False) -> int:
+    """A block's shared memory: two tiles of the whole sequence (rows padded to 64, eight
+    columns of padding), and with ``keys`` each row's lse and delta."""
+    padded = -(-length // 64) * 64
+    return 2 * padded * (head_dim + 8) * 2 + (2 * padded * 4 if keys else 0)
+
+
+def _kernel(name: str, inputs: tuple[str, ...], outputs: tuple[str, ...], source: str,
+            length: int, head_dim: int, keys: bool = False) -> Callable[..., list[mx.array]]:
+    """The kernel ``name`` with the shared memory its sequences of ``length`` need (see
+    :func:`_shared_bytes`)."""
+    return cuda_kernel(name, inputs, outputs, source, _HEADER,
+                       _shared_bytes(length, head_dim, keys))
+
+
+def _launch(batch_heads: int, warps: int) -> dict[str, tuple[int, int, int]]:
+    """One block of ``warps`` warps for each (batch, head)."""
+    return launch(1, 32 * warps, batch_heads)
 
 
 def cuda_forward(q: mx.array, k: mx.array, v: mx.array, scale: mx.array
@@ -451,11 +442,12 @@ def cuda_forward(q: mx.array, k: mx.array, v: mx.array, scale: mx.array
     """Causal attention's output (B, L, H, D) and each row's log-sum-exp in base two
     (B, H, L), from q, k, v (B, H, L, D): one CUDA kernel."""
     batch, heads, length, head_dim = q.shape
-    kernel = cuda_kernel("attention_forward", ("q", "k", "v", "scale_in"), ("out", "lse"),
-                         _FORWARD, _HEADER)
+    kernel = _kernel("attention_forward", ("q", "k", "v", "scale_in"), ("out", "lse"),
+                     _FORWARD, length, head_dim)
     out, lse = kernel(
-        inputs=[q, k, v, scale], template=[("H", heads), ("D", head_dim)],
-        **_launch(length, batch * heads),
+        inputs=[q, k, v, scale],
+        template=[("H", heads), ("D", head_dim), ("WARPS", _FORWARD_WARPS)],
+        **_launch(batch * heads, _FORWARD_WARPS),
         output_shapes=[(batch, length, heads, head_dim), (batch, heads, length)],
         output_dtypes=[q.dtype, mx.float32])
     return out, lse
@@ -466,21 +458,21 @@ def cuda_backward(q: mx.array, k: mx.array, v: mx.array, out: mx.array, lse: mx.
     """The gradients of q, k and v (B, H, L, D) from that of the output (B, L, H, D): two CUDA
     kernels, the queries' first (it also writes the rows' ``sum(dO * O)``)."""
     batch, heads, length, head_dim = q.shape
-    template = [("H", heads), ("D", head_dim)]
+    template = [("H", heads), ("D", head_dim), ("WARPS", _BACKWARD_WARPS)]
     shape = (batch, heads, length, head_dim)
     d_out = d_out.astype(q.dtype)
-    queries = cuda_kernel("attention_queries_backward",
-                          ("q", "k", "v", "out", "d_out", "lse", "scale_in"), ("dq", "delta"),
-                          _QUERIES_BACKWARD, _HEADER)
+    queries = _kernel("attention_queries_backward",
+                      ("q", "k", "v", "out", "d_out", "lse", "scale_in"), ("dq", "delta"),
+                      _QUERIES_BACKWARD, length, head_dim)
     dq, delta = queries(inputs=[q, k, v, out, d_out, lse, scale], template=template,
-                        **_launch(length, batch * heads),
+                        **_launch(batch * heads, _BACKWARD_WARPS),
                         output_shapes=[shape, (batch, heads, length)],
                         output_dtypes=[q.dtype, mx.float32])
-    keys = cuda_kernel("attention_keys_backward",
-                       ("q", "k", "v", "d_out", "lse", "delta", "scale_in"), ("dk", "dv"),
-                       _KEYS_BACKWARD, _HEADER)
+    keys = _kernel("attention_keys_backward",
+                   ("q", "k", "v", "d_out", "lse", "delta", "scale_in"), ("dk", "dv"),
+                   _KEYS_BACKWARD, length, head_dim, keys=True)
     dk, dv = keys(inputs=[q, k, v, d_out, lse, delta, scale], template=template,
-                  **_launch(length, batch * heads), output_shapes=[shape, shape],
+                  **_launch(batch * heads, _BACKWARD_WARPS), output_shapes=[shape, shape],
                   output_dtypes=[q.dtype, q.dtype])
     return dq, dk, dv
 

@@ -155,13 +155,13 @@ def _compute_capability() -> int:
 
 @functools.cache
 def cuda_kernel(name: str, inputs: tuple[str, ...], outputs: tuple[str, ...], source: str,
-                header: str = "") -> Callable[..., list[mx.array]]:
+                header: str = "", shared_memory: int = 0) -> Callable[..., list[mx.array]]:
     """The kernel ``saga_<name>`` (built once per process) whose body ``source`` may call the
     shared device helpers (``warp_sum``, ``warp_max``, ``aligned16``, ``load8``, ``store8``)
-    and those of ``header``."""
+    and those of ``header``, with ``shared_memory`` bytes of dynamic shared memory a block."""
     return mx.fast.cuda_kernel(name=f"saga_{name}", input_names=list(inputs),
                                output_names=list(outputs), header=_SHARED_HEADER + header,
-                               source=source)
+                               source=source, shared_memory=shared_memory)
 
 
 def block_count(work_items: int, threads: int, max_blocks: int) -> int:

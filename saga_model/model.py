@@ -94,7 +94,7 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.update_and_fetch(k, v)
         scale = self.head_dim**-0.5
-        if cache is None and flash_attention_available(q.dtype, self.head_dim):
+        if cache is None and flash_attention_available(q.dtype, self.head_dim, length):
             return self.out(flash_attention(q, k, v, scale))
         return self.out(sdpa_attention(q, k, v, scale, "causal" if length > 1 else None))
 

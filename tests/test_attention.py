@@ -24,7 +24,7 @@ from saga_model.attention import (
     sdpa_attention,
 )
 
-ON_CUDA = flash_attention_available(mx.bfloat16, 32)
+ON_CUDA = flash_attention_available(mx.bfloat16, 32, 512)
 Attention = Callable[[mx.array, mx.array, mx.array, float], mx.array]
 
 
@@ -103,9 +103,16 @@ def test_the_attention_is_causal() -> None:
 
 
 def test_the_kernels_are_chosen_only_where_they_run() -> None:
-    assert flash_attention_available(mx.bfloat16, 32) == ON_A_CUDA_GPU
-    assert not flash_attention_available(mx.float32, 32)
-    assert not flash_attention_available(mx.bfloat16, 48)
+    assert flash_attention_available(mx.bfloat16, 32, 512) == ON_A_CUDA_GPU
+    assert flash_attention_available(mx.bfloat16, 64, 256) == ON_A_CUDA_GPU
+    assert not flash_attention_available(mx.float32, 32, 512)
+    assert not flash_attention_available(mx.bfloat16, 48, 512)
+
+
+def test_sequences_that_overflow_a_blocks_shared_memory_take_mx_fast() -> None:
+    """A block holds two whole-sequence tiles: 99 KB (every sm_80+ GPU) bounds the length."""
+    assert not flash_attention_available(mx.bfloat16, 64, 512)
+    assert not flash_attention_available(mx.bfloat16, 32, 1024)
 
 
 needs_cuda = pytest.mark.skipif(not ON_CUDA, reason="needs a CUDA GPU")

@@ -42,16 +42,20 @@ OFFSET = int(os.environ.get("CUDA_EMULATOR_OFFSET", "0"))
 _STAND_INS = ("mma16816", "exp2_fast", "ldmatrix_x4", "ldmatrix_x4_trans")
 
 
-def _host_header(header: str) -> str:
-    """The kernel's header without the device functions shim.h stands in for."""
+def _host_header(header: str, shared_memory: int) -> str:
+    """The kernel's header without the device functions shim.h stands in for, its dynamic
+    shared memory (``extern __shared__``) a static array of ``shared_memory`` bytes."""
     for name in _STAND_INS:
         header = re.sub(r"(template <[^>]*>\n)?__device__ inline [\w ]+ " + name
                         + r"\(.*?\n}\n", "", header, flags=re.S)
+    header = re.sub(r"extern __shared__ (__align__\(\d+\) )?(\w+) (\w+)\[\];",
+                    lambda m: f"static {m[1] or ''}{m[2]} {m[3]}"
+                              f"[{shared_memory} / sizeof({m[2]}) + 1];", header)
     return header.replace("typedef __nv_bfloat16 bf16;", "")
 
 
 def _program(mx: Any, name: str, inputs: list[Any], outputs: list[tuple[str, Any, int]],
-             source: str, header: str, template: list[tuple[str, Any]],
+             source: str, header: str, shared_memory: int, template: list[tuple[str, Any]],
              init_value: float | None) -> str:
     """The C++ program that reads the inputs, runs the grid and writes the outputs."""
     ctype = {mx.bfloat16: "bf16", mx.float32: "float", mx.int32: "int32_t"}
@@ -63,7 +67,7 @@ def _program(mx: Any, name: str, inputs: list[Any], outputs: list[tuple[str, Any
     constants = "".join(
         f"  constexpr int {key} = {value};\n" if isinstance(value, int)
         else f"  using {key} = {ctype[value]};\n" for key, value in template)
-    lines = ['#include "shim.h"', _host_header(header),
+    lines = ['#include "shim.h"', _host_header(header, shared_memory),
              f"void kernel_{name}({', '.join(parameters)}) {{", constants + source, "}",
              "int main(int argc, char** argv) {",
              "  const std::string dir = argv[1];",
@@ -104,7 +108,8 @@ def emulated_cuda_kernel(mx: Any) -> Callable[..., Callable[..., list[Any]]]:
     numpy_type = {mx.bfloat16: np.uint16, mx.float32: np.float32, mx.int32: np.int32}
 
     def cuda_kernel(name: str, input_names: list[str], output_names: list[str], source: str,
-                    header: str = "", **_: Any) -> Callable[..., list[Any]]:
+                    header: str = "", shared_memory: int = 0, **_: Any
+                    ) -> Callable[..., list[Any]]:
         def run(inputs: list[Any], output_shapes: list[tuple[int, ...]],
                 output_dtypes: list[Any], grid: tuple[int, int, int],
                 threadgroup: tuple[int, int, int], template: list[tuple[str, Any]] = (),
@@ -112,7 +117,7 @@ def emulated_cuda_kernel(mx: Any) -> Callable[..., Callable[..., list[Any]]]:
             sizes = [int(np.prod(shape)) for shape in output_shapes]
             program = _program(mx, name, list(zip(input_names, inputs, strict=True)),
                                list(zip(output_names, output_dtypes, sizes, strict=True)),
-                               source, header, list(template), init_value)
+                               source, header, shared_memory, list(template), init_value)
             work = BUILD / hashlib.sha256(program.encode()).hexdigest()[:16]
             work.mkdir(parents=True, exist_ok=True)
             binary = work / "kernel"
