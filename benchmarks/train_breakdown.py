@@ -122,7 +122,6 @@ PORTABLE: dict[str, Patch] = {
     "embedding": (embedding_module, "fused_embedding_available", lambda *_: False),
     "heads": (model_module, "fused_heads_available", lambda *_: False),
     "attention": (model_module, "flash_attention_available", lambda *_: False),
-    "linear": (model_module, "chunked_linear_available", lambda *_: False),
 }
 
 #: name -> (loss, step mode, patches while tracing); None loss: the project's own step.
@@ -137,7 +136,6 @@ VARIANTS: dict[str, tuple[Loss | None, str, tuple[Patch, ...]]] = {
     "embedding in MLX operations": (None, "update", (PORTABLE["embedding"],)),
     "heads by split and mx.fast.rope": (None, "update", (PORTABLE["heads"],)),
     "attention by mx.fast (cuDNN)": (None, "update", (PORTABLE["attention"],)),
-    "weight gradients by autodiff (cuBLAS split-K)": (None, "update", (PORTABLE["linear"],)),
     "no optimizer": (training_loss, "grad", ()),
     "forward + loss": (training_loss, "forward", ()),
     "forward, no head": (no_head_loss, "forward", ()),

@@ -11,7 +11,6 @@ from .attention import flash_attention, flash_attention_available, sdpa_attentio
 from .config import ModelConfig
 from .embedding import embed_tokens
 from .gelu import gelu_approx
-from .linear import chunked_linear, chunked_linear_available
 from .rms_norm import fused_rms_norm, fused_rms_norm_available
 from .rotary import fused_heads, fused_heads_available, ops_heads
 
@@ -20,8 +19,7 @@ class Linear(nn.Module):
     """A bias-free linear layer whose float32 weights are cast to the input's dtype.
 
     Keeping float32 master weights and casting at use gives bfloat16 "autocast" training
-    without a second copy of the parameters. On a CUDA GPU the weight's gradient is a batch
-    of products over chunks of rows (:mod:`saga_model.linear`).
+    without a second copy of the parameters.
     """
 
     def __init__(self, in_dims: int, out_dims: int, std: float) -> None:
@@ -29,8 +27,6 @@ class Linear(nn.Module):
         self.weight = mx.random.normal((out_dims, in_dims)) * std
 
     def __call__(self, x: mx.array) -> mx.array:
-        if chunked_linear_available(x):
-            return chunked_linear(x, self.weight)
         return x @ self.weight.astype(x.dtype).T
 
 
