@@ -118,8 +118,12 @@ def render_train(data: dict[str, Any]) -> str:
         first = diagnostics[0]
         base = by.get((first["config"], first["batch"], "mlx", first["precision"]))
         variants = ([base] if base else []) + diagnostics
-        labels = {"loop": "as grain-train runs it (host batches, async eval)",
+        # Results from before TrainingBatches have no "host batches" row: their loop was that.
+        gathered = any(r["variant"] == "host batches" for r in diagnostics)
+        labels = {"loop": "as grain-train runs it "
+                          f"({'TrainingBatches' if gathered else 'host batches'}, async eval)",
                   "device": "batches already on the device",
+                  "host batches": "every batch made on the host and uploaded",
                   "sync": "mx.eval after every step"}
         parts += ["", f"Where MLX's time goes ({first['config']}, batch {first['batch']}, "
                   f"{first['precision']}):", "",

@@ -1,13 +1,17 @@
 """Training throughput: this project's MLX training step against an equivalent PyTorch model.
 
-Both run in the same process on the same device, on the same host-side batches (the project's
-``sample_batch`` over a synthetic token stream, uploaded every step as the training loop does):
+Both run in the same process on the same device, on the same batches (the project's
+``sample_batch`` over a synthetic token stream):
 
 * MLX: ``saga_model.train.build_train_step`` with ``make_optimizer`` (the compiled step of
   ``grain-train``), driven like ``run_training``'s loop (``mx.async_eval`` every step, a
-  ``.item()`` every ``LOG_EVERY`` steps), in float32 and bfloat16 (``TrainConfig.precision``);
+  ``.item()`` every ``LOG_EVERY`` steps), in float32 and bfloat16 (``TrainConfig.precision``),
+  on the batches of ``saga_model.train_batches.TrainingBatches`` as the trainer makes them (on
+  a CUDA GPU: the token stream kept on the device, each step's window starts uploaded and
+  the windows gathered there; elsewhere: made on the host and uploaded every step);
 * PyTorch: ``benchmarks/torch_reference.py`` (same shapes and parameter count), forward and
-  loss under ``torch.compile`` and bf16 autocast, gradient clipping, AdamW (fused on CUDA).
+  loss under ``torch.compile`` and bf16 autocast, gradient clipping, AdamW (fused on CUDA),
+  on the host's batches uploaded every step.
 
 Steady state only: warm-up steps (compilation) first, then windows of timed steps for about
 ``--seconds`` (``LOG_EVERY`` steps and one sync per window, or one step per window when steps
@@ -15,8 +19,11 @@ are slow); tokens/s comes from the median window, the mean is recorded too. Mode
 token are ``6 * N_matmul + 12 * n_layers * T * d_model`` (``N_matmul``: parameters used in matrix
 products, i.e. all but the embedding table unless the head is tied to it); MFU divides
 achieved model FLOP/s by the datasheet dense bf16 peak on known GPUs, else by a measured
-matrix-product peak (both are recorded). On the GPU, extra MLX runs of the seed model
-(batches already on the device, a synchronisation every step) show where time goes; on the
+matrix-product peak (both are recorded). On the GPU, extra MLX runs of the seed model show
+where time goes: ``device`` (the same few batches already on the device: the reference for
+the loop's batches), ``host batches`` (every step's batch made on the host and uploaded, as
+the trainer did before ``TrainingBatches`` and still does on CPUs and Metal) and ``sync`` (a
+synchronisation every step); on the
 CPU, bfloat16 is measured for the first shape only (it is several times slower than float32
 there, and the larger shape would not fit the time box).
 
@@ -28,6 +35,7 @@ there, and the larger shape would not fit the time box).
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import math
 import sys
@@ -46,6 +54,7 @@ from saga_model.config import PRESETS, ModelConfig, TrainConfig
 from saga_model.data import TokenSplit, sample_batch, window_starts
 from saga_model.model import StoryModel, count_parameters
 from saga_model.train import LOG_EVERY, build_train_step, make_optimizer
+from saga_model.train_batches import TrainingBatches
 
 FLOPS_FORMULA = "6 * N_matmul + 12 * n_layers * seq_len * d_model per token (fwd + bwd)"
 #: Dense bf16 tensor-core peaks from NVIDIA's datasheets (SXM parts unless named).
@@ -84,7 +93,8 @@ class Case:
 
 
 class Batches:
-    """Training batches exactly as ``run_training`` makes them, from a synthetic token stream."""
+    """Training batches of a synthetic token stream: on the host (``get``, for PyTorch) and
+    as ``run_training`` makes them (``training``)."""
 
     def __init__(self, vocab_size: int, context: int, batch_size: int, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
@@ -95,8 +105,19 @@ class Batches:
         self.batch_size, self.context = batch_size, context
 
     def get(self, step: int) -> np.ndarray:
-        """The (batch, context + 1) int32 batch of ``step``."""
+        """The (batch, context + 1) int32 batch of ``step``, made on the host."""
         return sample_batch(self.split, self.starts, self.batch_size, self.context, 0, step)
+
+    @functools.cached_property
+    def training(self) -> TrainingBatches:
+        """The same batches as the trainer makes them (on a CUDA GPU: gathered there)."""
+        return TrainingBatches(self.split, self.context, self.batch_size, 0)
+
+    @functools.cached_property
+    def uploaded(self) -> TrainingBatches:
+        """The same batches made on the host and uploaded every step (variant "host
+        batches")."""
+        return TrainingBatches(self.split, self.context, self.batch_size, 0, on_device=False)
 
     def host_ms(self, repeats: int = 20) -> float:
         """Median milliseconds the host spends making one batch."""
@@ -164,11 +185,12 @@ def measure_mlx(case: Case, cfg: ModelConfig, batches: Batches, warmup: int, sec
     step_fn, state = build_train_step(model, optimizer, train_cfg.grad_clip)
     resident = [mx.array(batches.get(i)) for i in range(8)] if case.variant == "device" else []
     mx.eval(resident)
+    loop_batches = batches.uploaded if case.variant == "host batches" else batches.training
     window = {"loss": mx.array(0.0), "n": 0}
 
     def run_step(step: int) -> None:
         mx.random.seed(train_cfg.seed * 1_000_003 + step)
-        batch = resident[step % len(resident)] if resident else mx.array(batches.get(step))
+        batch = resident[step % len(resident)] if resident else loop_batches(step)
         loss, norm = step_fn(batch)
         if case.variant == "sync":
             mx.eval(state, loss, norm)
@@ -183,6 +205,8 @@ def measure_mlx(case: Case, cfg: ModelConfig, batches: Batches, warmup: int, sec
 
     result = timed_run(run_step, lambda: mx.eval(state), warmup, seconds)
     result["params"] = count_parameters(model)
+    result["batches"] = ("resident" if resident else
+                         "gathered on the device" if loop_batches.on_device else "host")
     return result
 
 
@@ -373,7 +397,8 @@ def plan(args: argparse.Namespace, with_torch: bool) -> list[Case]:
                 cases += [Case("torch", config, batch, p) for p in args.torch_precisions]
         if args.diagnose and config == args.configs[0]:
             batch, precision = args.diagnose
-            cases += [Case("mlx", config, batch, precision, v) for v in ("device", "sync")]
+            cases += [Case("mlx", config, batch, precision, v)
+                      for v in ("device", "host batches", "sync")]
     return cases
 
 
@@ -431,9 +456,14 @@ def main(argv: list[str] | None = None) -> int:
     notes = [torch_note] if torch_note else []
     notes += [
         "MLX rows run saga_model.train.build_train_step + make_optimizer like run_training: "
-        "sample_batch on the host, mx.array upload, mx.async_eval each step, .item() every "
-        f"{LOG_EVERY} steps. Variant 'device': batches already on the device; 'sync': "
-        "mx.eval every step.",
+        "batches from saga_model.train_batches.TrainingBatches (on a CUDA GPU: tokens "
+        "resident on the device, each step's window starts uploaded and the windows gathered "
+        "there; elsewhere sample_batch on the host and an mx.array upload), mx.async_eval "
+        f"each step, .item() every {LOG_EVERY} steps. Variant 'device': the same 8 batches "
+        "already on the device (the reference); 'host batches': sample_batch on the host and "
+        "an upload every step (the trainer before TrainingBatches; still so on CPUs and "
+        "Metal); 'sync': mx.eval every step. An MLX row's 'batches' says which it got "
+        "('gathered on the device', 'host' or 'resident').",
         "PyTorch rows: torch_reference.TorchStoryModel (same parameter count), forward+loss "
         "under torch.compile (unless settings.torch_compile is false; batch dimension marked "
         "dynamic, one compile per shape and precision), bf16 autocast for "

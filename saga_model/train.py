@@ -28,7 +28,7 @@ from mlx.nn.utils import average_gradients
 from . import checkpoint as ckpt
 from .averaging import EMA_DIR, EMA_FILE, WeightAverage
 from .config import ModelConfig, TrainConfig
-from .data import PreparedData, eval_batch_count, eval_chunks, sample_batch, window_starts
+from .data import PreparedData, eval_batch_count, eval_chunks
 from .distributed import StopVote, World, current_world
 from .errors import SagaError
 from .generate import SamplingOptions, StoryRequest, tell_story
@@ -37,6 +37,7 @@ from .metrics import Callback, EvalMetrics, StepMetrics, TrainSummary
 from .model import StoryModel, count_parameters
 from .paths import BEST_DIR
 from .tokenizer import StoryTokenizer
+from .train_batches import TrainingBatches
 
 LOG_EVERY = 10
 
@@ -211,7 +212,7 @@ class _Run:
     state: ckpt.TrainingState
     train_step: Callable[[mx.array], tuple[mx.array, mx.array]]
     compiled_state: list[Any]
-    starts: np.ndarray
+    batches: TrainingBatches
     sample_tokens: int
     average: WeightAverage | None = None
     evals_since_best: int = 0
@@ -282,7 +283,9 @@ def _setup(data: PreparedData, tokenizer: StoryTokenizer, out: Path, model_confi
                                                   group=world.group)
     return _Run(data, tokenizer, out, cfg, world, callbacks if world.is_main else (), model,
                 optimizer, state, train_step, compiled_state,
-                window_starts(data.train, model_config.context_length), sample_tokens, average)
+                TrainingBatches(data.train, model_config.context_length, cfg.batch_size,
+                                cfg.seed, world),
+                sample_tokens, average)
 
 
 def _start_info(run: _Run) -> dict[str, Any]:
@@ -296,18 +299,12 @@ def _start_info(run: _Run) -> dict[str, Any]:
     }
 
 
-def _batch(run: _Run, step: int) -> np.ndarray:
-    """This rank's share of the training batch of ``step``."""
-    return run.world.shard(sample_batch(run.data.train, run.starts, run.cfg.batch_size,
-                                        run.context, run.cfg.seed, step))
-
-
-def _step(run: _Run, batch: np.ndarray) -> tuple[mx.array, mx.array]:
+def _step(run: _Run, batch: mx.array) -> tuple[mx.array, mx.array]:
     """Start one optimizer step on ``batch`` (without waiting for it); returns (loss, norm)."""
     cfg, world = run.cfg, run.world
     # Dropout noise depends only on the step (and differs between ranks).
     mx.random.seed((cfg.seed * 1_000_003 + run.state.step) * world.size + world.rank)
-    loss, norm = run.train_step(mx.array(batch))
+    loss, norm = run.train_step(batch)
     if run.average is not None:
         run.average.update(run.model)
     mx.async_eval(run.compiled_state, loss, norm, run.average.average if run.average else [])
@@ -447,7 +444,7 @@ def run_training(
     window = _LossWindow()
     window.resume(state)
     run_start = time.perf_counter() - state.elapsed_seconds
-    batch = _batch(run, state.step)
+    batch = run.batches(state.step)
     while state.step < cfg.steps:
         decision = vote(stop_event is not None and stop_event.is_set(),
                         deadline is not None and time.monotonic() >= deadline)
@@ -457,7 +454,7 @@ def run_training(
         loss, norm = _step(run, batch)
         window.add(loss)
         if state.step < cfg.steps:
-            batch = _batch(run, state.step)  # prepared while the device runs the step
+            batch = run.batches(state.step)  # prepared while the device runs the step
         if state.step % LOG_EVERY == 0 or state.step == cfg.steps:
             _report_step(run, window, norm, run_start)
         if cfg.eval_every and state.step % cfg.eval_every == 0:

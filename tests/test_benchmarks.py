@@ -54,8 +54,11 @@ def test_train_throughput_smoke(results: Path) -> None:
     for row in measured:
         assert row["tokens_per_sec"] > 0 and row["mfu"] > 0 and row["steps"] >= 2
         assert row["params"] > 0 and row["host_batch_ms"] > 0
-    assert {r["variant"] for r in measured if r["framework"] == "mlx"} == {"loop", "device",
-                                                                          "sync"}
+    assert {r["variant"] for r in measured if r["framework"] == "mlx"} == {
+        "loop", "device", "host batches", "sync"}
+    mlx_rows = {r["variant"]: r for r in measured if r["framework"] == "mlx"}
+    assert mlx_rows["loop"]["batches"] == mlx_rows["host batches"]["batches"] == "host"  # a CPU
+    assert mlx_rows["device"]["batches"] == "resident"
     if HAS_TORCH:
         torch_rows = [r for r in measured if r["framework"] == "torch"]
         assert torch_rows and torch_rows[0]["params"] == measured[0]["params"]

@@ -12,6 +12,7 @@ it in batches (:mod:`.batches`).
 from ..text import clean_story, split_stories
 from .batches import (
     StreamedEvalChunks,
+    batch_starts,
     eval_batch_count,
     eval_chunks,
     sample_batch,
@@ -30,6 +31,7 @@ __all__ = [
     "PreparedData",
     "StreamedEvalChunks",
     "TokenSplit",
+    "batch_starts",
     "clean_story",
     "conditioned_example",
     "eval_batch_count",

@@ -34,11 +34,17 @@ def window_starts(split: TokenSplit, context: int) -> np.ndarray:
     return usable
 
 
+def batch_starts(starts: np.ndarray, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Where the ``batch_size`` windows of ``step`` begin (drawn from ``starts``, the offsets
+    of :func:`window_starts`): same seed and step, same offsets."""
+    rng = np.random.default_rng([seed, step])
+    return starts[rng.integers(0, starts.size, size=batch_size)]
+
+
 def sample_batch(split: TokenSplit, starts: np.ndarray, batch_size: int, context: int,
                  seed: int, step: int) -> np.ndarray:
     """The ``(batch_size, context + 1)`` tokens of ``step``: same seed and step, same batch."""
-    rng = np.random.default_rng([seed, step])
-    chosen = starts[rng.integers(0, starts.size, size=batch_size)]
+    chosen = batch_starts(starts, batch_size, seed, step)
     return np.asarray(split.tokens[chosen[:, None] + np.arange(context + 1)], dtype=np.int32)
 
 
