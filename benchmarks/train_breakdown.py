@@ -12,8 +12,10 @@ the differences are device time:
 * ``no CUDA kernels of ours``: every one of those modules on its portable path (what CPUs and
   Metal run);
 * ``loss by autodiff``, ``GELU in MLX operations``, ``RMSNorm by mx.fast.rms_norm``,
-  ``embedding in MLX operations``, ``heads by split and mx.fast.rope``, ``attention by
-  mx.fast (cuDNN)``: one module on its portable path;
+  ``embedding in MLX operations``: one module on its portable path;
+* ``attention by the heads kernel and mx.fast (cuDNN)``: the projection split into heads and
+  turned by ``saga_model.rotary``'s kernels, then cuDNN's attention; ``heads by split and
+  mx.fast.rope, attention by cuDNN``: both on their portable paths;
 * ``GELU of nn.gelu_approx``: ``nn.gelu_approx`` (a power for the cube, autodiff's
   derivative) in place of the model's ``gelu_approx``;
 * ``no optimizer``: the step without the AdamW update;
@@ -134,8 +136,10 @@ VARIANTS: dict[str, tuple[Loss | None, str, tuple[Patch, ...]]] = {
                                                  nn.gelu_approx),)),
     "RMSNorm by mx.fast.rms_norm": (None, "update", (PORTABLE["RMSNorm"],)),
     "embedding in MLX operations": (None, "update", (PORTABLE["embedding"],)),
-    "heads by split and mx.fast.rope": (None, "update", (PORTABLE["heads"],)),
-    "attention by mx.fast (cuDNN)": (None, "update", (PORTABLE["attention"],)),
+    "heads by split and mx.fast.rope, attention by cuDNN": (
+        None, "update", (PORTABLE["heads"], PORTABLE["attention"])),
+    "attention by the heads kernel and mx.fast (cuDNN)": (None, "update",
+                                                          (PORTABLE["attention"],)),
     "no optimizer": (training_loss, "grad", ()),
     "forward + loss": (training_loss, "forward", ()),
     "forward, no head": (no_head_loss, "forward", ()),

@@ -86,6 +86,9 @@ class Attention(nn.Module):
     def __call__(self, x: mx.array, cache: KVCache | None = None) -> mx.array:
         length = x.shape[1]
         projection = self.qkv(x)
+        scale = self.head_dim**-0.5
+        if cache is None and flash_attention_available(projection.dtype, self.head_dim, length):
+            return self.out(flash_attention(projection, self.n_heads, self.rope_theta, scale))
         if cache is None and fused_heads_available(projection.dtype, self.head_dim):
             q, k, v = fused_heads(projection, self.n_heads, self.rope_theta)
         else:
@@ -93,9 +96,6 @@ class Attention(nn.Module):
             q, k, v = ops_heads(projection, self.n_heads, self.rope_theta, offset)
         if cache is not None:
             k, v = cache.update_and_fetch(k, v)
-        scale = self.head_dim**-0.5
-        if cache is None and flash_attention_available(q.dtype, self.head_dim, length):
-            return self.out(flash_attention(q, k, v, scale))
         return self.out(sdpa_attention(q, k, v, scale, "causal" if length > 1 else None))
 
 
