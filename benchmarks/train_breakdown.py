@@ -7,13 +7,13 @@ the differences are device time:
 
 * ``step``: the project's step (forward, loss, backward, clipping, AdamW; on a CUDA GPU with
   the project's kernels: the fused loss of ``saga_model.head_loss``, ``saga_model.gelu``,
-  ``saga_model.rms_norm``, ``saga_model.embedding``, ``saga_model.rotary`` and
-  ``saga_model.attention``);
+  ``saga_model.rms_norm``, ``saga_model.embedding``, ``saga_model.rotary``,
+  ``saga_model.attention`` and ``saga_model.fused_optimizer``);
 * ``no CUDA kernels of ours``: every one of those modules on its portable path (what CPUs and
   Metal run);
 * ``loss by autodiff``, ``GELU in MLX operations``, ``RMSNorm by mx.fast.rms_norm``,
   ``embedding in MLX operations``, ``heads by split and mx.fast.rope``, ``attention by
-  mx.fast (cuDNN)``: one module on its portable path;
+  mx.fast (cuDNN)``, ``optimizer by mlx.optimizers``: one module on its portable path;
 * ``GELU of nn.gelu_approx``: ``nn.gelu_approx`` (a power for the cube, autodiff's
   derivative) in place of the model's ``gelu_approx``;
 * ``no optimizer``: the step without the AdamW update;
@@ -120,6 +120,7 @@ PORTABLE: dict[str, Patch] = {
     "GELU": (model_module, "gelu_approx", ops_gelu),
     "RMSNorm": (model_module, "fused_rms_norm_available", lambda *_: False),
     "embedding": (embedding_module, "fused_embedding_available", lambda *_: False),
+    "optimizer": (train_module, "fused_adamw_available", lambda *_: False),
     "heads": (model_module, "fused_heads_available", lambda *_: False),
     "attention": (model_module, "flash_attention_available", lambda *_: False),
 }
@@ -136,6 +137,7 @@ VARIANTS: dict[str, tuple[Loss | None, str, tuple[Patch, ...]]] = {
     "embedding in MLX operations": (None, "update", (PORTABLE["embedding"],)),
     "heads by split and mx.fast.rope": (None, "update", (PORTABLE["heads"],)),
     "attention by mx.fast (cuDNN)": (None, "update", (PORTABLE["attention"],)),
+    "optimizer by mlx.optimizers": (None, "update", (PORTABLE["optimizer"],)),
     "no optimizer": (training_loss, "grad", ()),
     "forward + loss": (training_loss, "forward", ()),
     "forward, no head": (no_head_loss, "forward", ()),
