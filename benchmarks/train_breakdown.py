@@ -7,12 +7,13 @@ the differences are device time:
 
 * ``step``: the project's step (forward, loss, backward, clipping, AdamW; on a CUDA GPU with
   the project's kernels: the fused loss of ``saga_model.head_loss``, ``saga_model.gelu``,
-  ``saga_model.rms_norm``, ``saga_model.embedding``, ``saga_model.rotary`` and
-  ``saga_model.attention``);
+  ``saga_model.rms_norm``, ``saga_model.embedding``, ``saga_model.rotary``,
+  ``saga_model.attention`` and ``saga_model.fused_optimizer``);
 * ``no CUDA kernels of ours``: every one of those modules on its portable path (what CPUs and
   Metal run);
 * ``loss by autodiff``, ``GELU in MLX operations``, ``RMSNorm by mx.fast.rms_norm``,
-  ``embedding in MLX operations``: one module on its portable path;
+  ``embedding in MLX operations``, ``optimizer by mlx.optimizers``: one module on its
+  portable path;
 * ``attention by the heads kernel and mx.fast (cuDNN)``: the projection split into heads and
   turned by ``saga_model.rotary``'s kernels, then cuDNN's attention; ``heads by split and
   mx.fast.rope, attention by cuDNN``: both on their portable paths;
@@ -122,6 +123,7 @@ PORTABLE: dict[str, Patch] = {
     "GELU": (model_module, "gelu_approx", ops_gelu),
     "RMSNorm": (model_module, "fused_rms_norm_available", lambda *_: False),
     "embedding": (embedding_module, "fused_embedding_available", lambda *_: False),
+    "optimizer": (train_module, "fused_adamw_available", lambda *_: False),
     "heads": (model_module, "fused_heads_available", lambda *_: False),
     "attention": (model_module, "flash_attention_available", lambda *_: False),
 }
@@ -140,6 +142,7 @@ VARIANTS: dict[str, tuple[Loss | None, str, tuple[Patch, ...]]] = {
         None, "update", (PORTABLE["heads"], PORTABLE["attention"])),
     "attention by the heads kernel and mx.fast (cuDNN)": (None, "update",
                                                           (PORTABLE["attention"],)),
+    "optimizer by mlx.optimizers": (None, "update", (PORTABLE["optimizer"],)),
     "no optimizer": (training_loss, "grad", ()),
     "forward + loss": (training_loss, "forward", ()),
     "forward, no head": (no_head_loss, "forward", ()),

@@ -3,8 +3,9 @@ and launched, and the device helpers they share.
 
 The kernels of :mod:`saga_model.head_loss`, :mod:`saga_model.rms_norm`,
 :mod:`saga_model.gelu`, :mod:`saga_model.embedding` and :mod:`saga_model.rotary` are written
-for bfloat16 and float32, those of :mod:`saga_model.attention` for bfloat16 on tensor cores;
-elsewhere (CPUs, Metal) each module's portable MLX path runs instead.
+for bfloat16 and float32, those of :mod:`saga_model.attention` for bfloat16 on tensor cores,
+those of :mod:`saga_model.fused_optimizer` (clipping and AdamW) for float32; elsewhere (CPUs,
+Metal) each module's portable MLX path runs instead.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from .config import ModelConfig, TrainConfig
 from .data import PreparedData, eval_batch_count, eval_chunks
 from .distributed import StopVote, World, current_world
 from .errors import SagaError
+from .fused_optimizer import fused_adamw_available, fused_clip_and_update
 from .generate import SamplingOptions, StoryRequest, tell_story
 from .head_loss import fused_head_loss_available, head_loss
 from .metrics import Callback, EvalMetrics, StepMetrics, TrainSummary
@@ -123,10 +124,13 @@ def build_train_step(model: StoryModel, optimizer: optim.Optimizer, grad_clip: f
     callers pass to ``mx.eval``/``mx.async_eval`` after each step. With a ``group`` of several
     processes, each passes its equal share of the global batch; gradients and the loss are
     averaged over the group before clipping, so every rank takes the same update and reports
-    the loss (and norm) of the whole batch.
+    the loss (and norm) of the whole batch. On a CUDA GPU the clipping and AdamW run as two
+    kernels (:mod:`saga_model.fused_optimizer`); elsewhere ``optim.clip_grad_norm`` and the
+    optimizer's own update.
     """
     state = [model.state, optimizer.state, mx.random.state]
     ranks = group.size() if group is not None else 1
+    max_norm = grad_clip or float("inf")
 
     @partial(mx.compile, inputs=state, outputs=state)
     def step(batch: mx.array) -> tuple[mx.array, mx.array]:
@@ -134,7 +138,9 @@ def build_train_step(model: StoryModel, optimizer: optim.Optimizer, grad_clip: f
         if ranks > 1:
             grads = average_gradients(grads, group)
             loss = mx.distributed.all_sum(loss, group=group) / ranks
-        grads, norm = optim.clip_grad_norm(grads, grad_clip or float("inf"))
+        if fused_adamw_available(optimizer, grads):
+            return loss, fused_clip_and_update(model, optimizer, grads, max_norm)
+        grads, norm = optim.clip_grad_norm(grads, max_norm)
         optimizer.update(model, grads)
         return loss, norm
 

@@ -153,7 +153,16 @@ def install() -> None:
     import mlx.core as mx
 
     sys.path.insert(0, str(ROOT))
-    from saga_model import attention, cuda, embedding, gelu, head_loss, rms_norm, rotary
+    from saga_model import (
+        attention,
+        cuda,
+        embedding,
+        fused_optimizer,
+        gelu,
+        head_loss,
+        rms_norm,
+        rotary,
+    )
 
     def kernels_run_here(dtype: mx.Dtype) -> bool:
         return cuda.kernels_enabled and dtype in (mx.bfloat16, mx.float32)
@@ -162,7 +171,8 @@ def install() -> None:
         return cuda.kernels_enabled and dtype == mx.bfloat16
 
     mx.fast.cuda_kernel = emulated_cuda_kernel(mx)
-    for module in (cuda, attention, embedding, gelu, head_loss, rms_norm, rotary):
+    for module in (cuda, attention, embedding, fused_optimizer, gelu, head_loss, rms_norm,
+                   rotary):
         if hasattr(module, "kernels_run_here"):
             module.kernels_run_here = kernels_run_here
         if hasattr(module, "tensor_cores_run_here"):
