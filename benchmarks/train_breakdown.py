@@ -13,7 +13,10 @@ the differences are device time:
   Metal run);
 * ``loss by autodiff``, ``GELU in MLX operations``, ``RMSNorm by mx.fast.rms_norm``,
   ``embedding in MLX operations``, ``heads by split and mx.fast.rope``, ``attention by
-  mx.fast (cuDNN)``: one module on its portable path;
+  mx.fast (cuDNN)``: one module on its portable path (the norms with MLX's residual
+  additions before them);
+* ``residual adds by MLX``: the norms' kernels without the residual additions of
+  ``saga_model.rms_norm.fused_residual_norms`` (MLX adds the stream and its gradients);
 * ``GELU of nn.gelu_approx``: ``nn.gelu_approx`` (a power for the cube, autodiff's
   derivative) in place of the model's ``gelu_approx``;
 * ``no optimizer``: the step without the AdamW update;
@@ -119,6 +122,7 @@ PORTABLE: dict[str, Patch] = {
     "loss": (train_module, "fused_head_loss_available", lambda *_: False),
     "GELU": (model_module, "gelu_approx", ops_gelu),
     "RMSNorm": (model_module, "fused_rms_norm_available", lambda *_: False),
+    "residual adds": (model_module, "fused_residual_norms_available", lambda *_: False),
     "embedding": (embedding_module, "fused_embedding_available", lambda *_: False),
     "heads": (model_module, "fused_heads_available", lambda *_: False),
     "attention": (model_module, "flash_attention_available", lambda *_: False),
@@ -132,7 +136,9 @@ VARIANTS: dict[str, tuple[Loss | None, str, tuple[Patch, ...]]] = {
     "GELU in MLX operations": (None, "update", (PORTABLE["GELU"],)),
     "GELU of nn.gelu_approx": (None, "update", ((model_module, "gelu_approx",
                                                  nn.gelu_approx),)),
-    "RMSNorm by mx.fast.rms_norm": (None, "update", (PORTABLE["RMSNorm"],)),
+    "RMSNorm by mx.fast.rms_norm": (None, "update", (PORTABLE["RMSNorm"],
+                                                     PORTABLE["residual adds"])),
+    "residual adds by MLX": (None, "update", (PORTABLE["residual adds"],)),
     "embedding in MLX operations": (None, "update", (PORTABLE["embedding"],)),
     "heads by split and mx.fast.rope": (None, "update", (PORTABLE["heads"],)),
     "attention by mx.fast (cuDNN)": (None, "update", (PORTABLE["attention"],)),
