@@ -13,7 +13,9 @@ the differences are device time:
   Metal run);
 * ``loss by autodiff``, ``GELU in MLX operations``, ``RMSNorm by mx.fast.rms_norm``,
   ``embedding in MLX operations``, ``optimizer by mlx.optimizers``: one module on its
-  portable path;
+  portable path (the norms with MLX's residual additions before them);
+* ``residual adds by MLX``: the norms' kernels without the residual additions of
+  ``saga_model.rms_norm.fused_residual_norms`` (MLX adds the stream and its gradients);
 * ``attention by the heads kernel and mx.fast (cuDNN)``: the projection split into heads and
   turned by ``saga_model.rotary``'s kernels, then cuDNN's attention; ``heads by split and
   mx.fast.rope, attention by cuDNN``: both on their portable paths;
@@ -80,6 +82,11 @@ def values_only(q: mx.array, k: mx.array, v: mx.array, *_: Any) -> mx.array:
     return v.transpose(0, 2, 1, 3).reshape(batch, length, heads * head_dim)
 
 
+def projection_values(projection: mx.array, *_: Any) -> mx.array:
+    """:func:`values_only` for the attention that reads the fused projection (B, L, 3 * H * D)."""
+    return projection[..., 2 * projection.shape[-1] // 3:]
+
+
 @contextmanager
 def patched(patches: tuple[Patch, ...]) -> Iterator[None]:
     """Run with each ``owner.attribute`` replaced (``patches`` of ``(owner, attribute,
@@ -122,6 +129,7 @@ PORTABLE: dict[str, Patch] = {
     "loss": (train_module, "fused_head_loss_available", lambda *_: False),
     "GELU": (model_module, "gelu_approx", ops_gelu),
     "RMSNorm": (model_module, "fused_rms_norm_available", lambda *_: False),
+    "residual adds": (model_module, "fused_residual_norms_available", lambda *_: False),
     "embedding": (embedding_module, "fused_embedding_available", lambda *_: False),
     "optimizer": (train_module, "fused_adamw_available", lambda *_: False),
     "heads": (model_module, "fused_heads_available", lambda *_: False),
@@ -136,7 +144,9 @@ VARIANTS: dict[str, tuple[Loss | None, str, tuple[Patch, ...]]] = {
     "GELU in MLX operations": (None, "update", (PORTABLE["GELU"],)),
     "GELU of nn.gelu_approx": (None, "update", ((model_module, "gelu_approx",
                                                  nn.gelu_approx),)),
-    "RMSNorm by mx.fast.rms_norm": (None, "update", (PORTABLE["RMSNorm"],)),
+    "RMSNorm by mx.fast.rms_norm": (None, "update", (PORTABLE["RMSNorm"],
+                                                     PORTABLE["residual adds"])),
+    "residual adds by MLX": (None, "update", (PORTABLE["residual adds"],)),
     "embedding in MLX operations": (None, "update", (PORTABLE["embedding"],)),
     "heads by split and mx.fast.rope, attention by cuDNN": (
         None, "update", (PORTABLE["heads"], PORTABLE["attention"])),
@@ -146,7 +156,7 @@ VARIANTS: dict[str, tuple[Loss | None, str, tuple[Patch, ...]]] = {
     "no optimizer": (training_loss, "grad", ()),
     "forward + loss": (training_loss, "forward", ()),
     "forward, no head": (no_head_loss, "forward", ()),
-    "no attention": (None, "update", ((model_module, "flash_attention", values_only),
+    "no attention": (None, "update", ((model_module, "flash_attention", projection_values),
                                       (model_module, "sdpa_attention", values_only))),
 }
 #: Variants whose GPU kernels ``--profile`` lists.

@@ -11,7 +11,12 @@ from .attention import flash_attention, flash_attention_available, sdpa_attentio
 from .config import ModelConfig
 from .embedding import embed_tokens
 from .gelu import gelu_approx
-from .rms_norm import fused_rms_norm, fused_rms_norm_available
+from .rms_norm import (
+    fused_residual_norms,
+    fused_residual_norms_available,
+    fused_rms_norm,
+    fused_rms_norm_available,
+)
 from .rotary import fused_heads, fused_heads_available, ops_heads
 
 
@@ -43,6 +48,29 @@ class RMSNorm(nn.Module):
         if fused_rms_norm_available(x.dtype, x.shape[-1]):
             return fused_rms_norm(x, self.weight, self.eps)
         return mx.fast.rms_norm(x, self.weight.astype(x.dtype), self.eps)
+
+    def residual(self, x: mx.array, branch: mx.array | None = None
+                 ) -> tuple[mx.array, mx.array]:
+        """The residual stream ``x + branch`` (``x`` where there is no branch) and its norm.
+
+        On a CUDA GPU one kernel adds and normalises, and in the backward pass one kernel adds
+        the stream's gradient from the layers after to the norm's (see
+        :data:`saga_model.rms_norm.fused_residual_norms`; the layers after must read the
+        stream returned here); elsewhere MLX adds and this norm normalises the sum.
+        """
+        if fused_residual_norms_available(x.dtype, x.shape[-1]):
+            if branch is None:
+                return fused_residual_norms.start(x, self.weight, self.eps)
+            return fused_residual_norms.add(x, branch, self.weight, self.eps)
+        stream = x if branch is None else x + branch
+        return stream, self(stream)
+
+    def final(self, x: mx.array, branch: mx.array) -> mx.array:
+        """The norm of the residual stream ``x + branch`` where nothing else reads the stream
+        (one kernel each way on a CUDA GPU, as :meth:`residual`)."""
+        if fused_residual_norms_available(x.dtype, x.shape[-1]):
+            return fused_residual_norms.end(x, branch, self.weight, self.eps)
+        return self(x + branch)
 
 
 class KVCache:
@@ -112,7 +140,12 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x)).
+
+    Each residual addition is left to the norm after it, which takes it with its
+    normalisation: the block takes the previous block's last branch output not yet added, and
+    leaves its own to the next block's first norm or the model's final one.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -122,9 +155,14 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def __call__(self, x: mx.array, cache: KVCache | None = None) -> mx.array:
-        x = x + self.dropout(self.attn(self.attn_norm(x), cache))
-        return x + self.dropout(self.mlp(self.mlp_norm(x)))
+    def __call__(self, x: mx.array, branch: mx.array | None, cache: KVCache | None = None
+                 ) -> tuple[mx.array, mx.array]:
+        """From the residual stream ``x`` and the previous block's MLP output not yet added to
+        it (None for the first block): the stream after this block's attention and its own
+        MLP output, not yet added."""
+        x, normed = self.attn_norm.residual(x, branch)
+        x, normed = self.mlp_norm.residual(x, self.dropout(self.attn(normed, cache)))
+        return x, self.dropout(self.mlp(normed))
 
 
 class StoryModel(nn.Module):
@@ -159,9 +197,10 @@ class StoryModel(nn.Module):
     def hidden_states(self, tokens: mx.array, cache: list[KVCache] | None = None) -> mx.array:
         """The normalised last hidden states (B, L, d_model) that the head reads."""
         x = self.dropout(embed_tokens(self.embed.weight, tokens, self.compute_dtype))
+        branch = None
         for i, block in enumerate(self.blocks):
-            x = block(x, cache[i] if cache is not None else None)
-        return self.norm(x)
+            x, branch = block(x, branch, cache[i] if cache is not None else None)
+        return self.norm.final(x, branch)
 
     def make_cache(self) -> list[KVCache]:
         """A fresh, empty KV cache (one per layer) for incremental decoding."""

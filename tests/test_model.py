@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import io
+from collections.abc import Callable, Iterator
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -11,12 +12,15 @@ import pytest
 from kernel_helpers import relative_error
 from mlx.utils import tree_flatten
 
-from saga_model import ModelConfig, StoryModel, count_parameters, cuda
+from saga_model import ModelConfig, StoryModel, count_parameters, cuda, rms_norm
+from saga_model import model as model_module
 from saga_model.config import PRESETS
 from saga_model.cuda import kernels_run_here
+from saga_model.embedding import embed_tokens
 from saga_model.errors import SagaError
 from saga_model.gelu import cuda_gelu, ops_gelu
 from saga_model.model import Attention, gelu_approx
+from saga_model.rms_norm import fused_residual_norms_available
 from saga_model.train import training_loss
 
 
@@ -60,6 +64,86 @@ def test_kv_cache_matches_full_recomputation() -> None:
     tolerance = 1e-3 if mx.default_device().type == mx.DeviceType.gpu else 1e-4
     assert np.abs(np.array(full - incremental)).max() < tolerance
     assert cache[0].offset == 40
+
+
+def pre_norm_hidden_states(model: StoryModel, tokens: mx.array) -> mx.array:
+    """The model's hidden states written out with MLX's residual additions (no dropout)."""
+    x = embed_tokens(model.embed.weight, tokens, model.compute_dtype)
+    for block in model.blocks:
+        x = x + block.attn(block.attn_norm(x))
+        x = x + block.mlp(block.mlp_norm(x))
+    return model.norm(x)
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [(mx.float32, 1e-5), (mx.bfloat16, 2e-2)])
+def test_the_blocks_leave_each_residual_addition_to_the_norm_after_it(
+        dtype: mx.Dtype, tolerance: float) -> None:
+    # Elsewhere the same operations as the pre-norm blocks written out, bit for bit; on a CUDA
+    # GPU (each addition inside the norm's kernels there) the same hidden states, and the
+    # gradients up to the one rounding of the stream's gradient sums instead of two.
+    mx.random.seed(8)
+    model = StoryModel(small_config(n_layers=2, d_model=64, n_heads=2))
+    model.compute_dtype = dtype
+    tokens = mx.random.randint(0, 300, (2, 11))
+    weights = mx.random.normal((11, 300))
+
+    def loss(hidden: Callable[[StoryModel, mx.array], mx.array]) -> tuple[mx.array, dict]:
+        def scalar(model: StoryModel) -> mx.array:
+            logits = hidden(model, tokens) @ model.head_weight.astype(dtype).T
+            return (logits.astype(mx.float32) * weights).sum()
+
+        value, grads = nn.value_and_grad(model, scalar)(model)
+        return value, dict(tree_flatten(grads))
+
+    hidden, want_hidden = model.hidden_states(tokens), pre_norm_hidden_states(model, tokens)
+    assert mx.array_equal(hidden, want_hidden)
+    (value, grads), (want_value, want_grads) = (loss(StoryModel.hidden_states),
+                                                loss(pre_norm_hidden_states))
+    assert value.item() == want_value.item() and grads.keys() == want_grads.keys()
+    fused = fused_residual_norms_available(dtype, 64)
+    for name, want in want_grads.items():
+        assert (relative_error(grads[name], want) <= tolerance if fused
+                else mx.array_equal(grads[name], want)), name
+
+
+@pytest.fixture
+def norm_kernels_as_graph_nodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The norms' kernels "run" here as stand-ins that read every input and add nothing, so
+    that a gradient's graph shows which additions are left to MLX (nothing is evaluated)."""
+
+    def stand_in(**_: object) -> Callable[..., list[mx.array]]:
+        def run(*, inputs: list[mx.array], output_shapes: list[tuple[int, ...]],
+                output_dtypes: list[mx.Dtype], **__: object) -> list[mx.array]:
+            read = mx.stack([a.astype(mx.float32).sum() for a in inputs]).prod()
+            return [mx.broadcast_to(read, shape).astype(dtype)
+                    for shape, dtype in zip(output_shapes, output_dtypes, strict=True)]
+
+        return run
+
+    cuda.cuda_kernel.cache_clear()
+    monkeypatch.setattr(mx.fast, "cuda_kernel", stand_in)
+    monkeypatch.setattr(rms_norm, "kernels_run_here", lambda dtype: True)
+    yield
+    cuda.cuda_kernel.cache_clear()
+
+
+@pytest.mark.usefixtures("norm_kernels_as_graph_nodes")
+def test_the_norms_kernels_leave_no_residual_addition_to_mlx(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Per block two additions of the stream forward and two sums of its gradient backward
+    # (the first norm's too: its stream passes through it).
+    model = StoryModel(small_config(n_layers=3))
+    tokens = mx.zeros((2, 5), dtype=mx.int32)
+
+    def additions() -> int:
+        _, grads = nn.value_and_grad(model, lambda model: model.hidden_states(tokens).sum())(model)
+        graph = io.StringIO()
+        mx.export_to_dot(graph, *(g for _, g in tree_flatten(grads)))
+        return graph.getvalue().count('label ="Add"')
+
+    fused = additions()
+    monkeypatch.setattr(model_module, "fused_residual_norms_available", lambda *_: False)
+    assert fused == additions() - 4 * 3
 
 
 def test_bfloat16_compute_stays_close_to_float32() -> None:
