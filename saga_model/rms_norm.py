@@ -321,26 +321,28 @@ def make_residual_norms(forward: Forward, add_forward: AddForward, backward: Bac
 
     added, ended = mx.custom_function(add_then_norm), mx.custom_function(add_then_norm)
 
-    @added.vjp
-    def added_vjp(primals: tuple[mx.array, mx.array, mx.array, mx.array],
-                  cotangents: tuple[mx.array, mx.array, mx.array],
-                  outputs: tuple[mx.array, mx.array, mx.array]
-                  ) -> tuple[mx.array, mx.array, mx.array, mx.array]:
-        stream, _, rstd = outputs
-        weight, eps = primals[2:]
-        d_stream, d_weight = add_backward(stream, weight.astype(stream.dtype), rstd,
-                                          cotangents[1], cotangents[0])
-        return d_stream, d_stream, d_weight.astype(weight.dtype), mx.zeros_like(eps)
+    def vjp_of(stream_has_gradient: bool) -> Callable[..., tuple[mx.array, ...]]:
+        """The backward pass of ``added`` (the stream's own gradient added in the kernel) or
+        of ``ended`` (nothing reads its stream)."""
 
-    @ended.vjp
-    def ended_vjp(primals: tuple[mx.array, mx.array, mx.array, mx.array],
-                  cotangents: tuple[mx.array, mx.array, mx.array],
-                  outputs: tuple[mx.array, mx.array, mx.array]
-                  ) -> tuple[mx.array, mx.array, mx.array, mx.array]:
-        stream, _, rstd = outputs
-        weight, eps = primals[2:]
-        d_stream, d_weight = backward(stream, weight.astype(stream.dtype), rstd, cotangents[1])
-        return d_stream, d_stream, d_weight.astype(weight.dtype), mx.zeros_like(eps)
+        def vjp(primals: tuple[mx.array, mx.array, mx.array, mx.array],
+                cotangents: tuple[mx.array, mx.array, mx.array],
+                outputs: tuple[mx.array, mx.array, mx.array]
+                ) -> tuple[mx.array, mx.array, mx.array, mx.array]:
+            stream, _, rstd = outputs
+            weight, eps = primals[2:]
+            gain = weight.astype(stream.dtype)
+            if stream_has_gradient:
+                d_stream, d_weight = add_backward(stream, gain, rstd, cotangents[1],
+                                                  cotangents[0])
+            else:
+                d_stream, d_weight = backward(stream, gain, rstd, cotangents[1])
+            return d_stream, d_stream, d_weight.astype(weight.dtype), mx.zeros_like(eps)
+
+        return vjp
+
+    added.vjp(vjp_of(True))
+    ended.vjp(vjp_of(False))
 
     def start(x: mx.array, weight: mx.array, eps: float) -> tuple[mx.array, mx.array]:
         stream, y, _ = started(_rows(x), weight, _eps(eps))
