@@ -17,7 +17,7 @@ for part in "${@:-tests breakdown throughput}"; do
       tests) # A kernel that fails its tests makes the timings meaningless: stop there.
              python3 -m pytest -q -p no:cacheprovider tests/test_head_loss.py tests/test_rms_norm.py \
                tests/test_model.py tests/test_embedding.py tests/test_rotary.py \
-               tests/test_attention.py tests/test_fused_optimizer.py > "$OUT/tests.log" 2>&1 \
+               tests/test_attention.py tests/test_fused_optimizer.py tests/test_train_batches.py > "$OUT/tests.log" 2>&1 \
                || { tail -40 "$OUT/tests.log"; exit 1; }
              tail -3 "$OUT/tests.log" ;;
       breakdown) python3 benchmarks/train_breakdown.py --batch_sizes 128 256 --profile \
