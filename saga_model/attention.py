@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable
 
 import mlx.core as mx
+import numpy as np
 
 from .cuda import TENSOR_CORES, cuda_kernel, launch, tensor_cores_run_here
 
@@ -486,14 +487,16 @@ def _shared_bytes(length: int, head_dim: int) -> int:
     return 2 * padded * (head_dim + 8) * 2 + 2 * padded * 4
 
 
+@functools.cache
 def rope_turns(length: int, head_dim: int, base: float) -> mx.array:
     """Each position's (cos, sin) of RoPE's ``head_dim / 2`` turns, (length, head_dim / 2, 2)
     in float32: ``mx.fast.rope``'s non-traditional rotation at offset 0, dimension
-    ``i < D/2`` paired with ``i + D/2`` and turned by ``position * base ** (-i / (D/2))``."""
+    ``i < D/2`` paired with ``i + D/2`` and turned by ``position * base ** (-i / (D/2))``.
+    Made once per shape (in float32 with NumPy): every layer and step reads the same table."""
     half = head_dim // 2
-    frequencies = mx.power(2.0, -(mx.arange(half, dtype=mx.float32) / half) * math.log2(base))
-    angles = mx.arange(length, dtype=mx.float32)[:, None] * frequencies
-    return mx.stack([mx.cos(angles), mx.sin(angles)], axis=-1)
+    exponents = -(np.arange(half, dtype=np.float32) / half) * np.float32(math.log2(base))
+    angles = np.arange(length, dtype=np.float32)[:, None] * np.exp2(exponents)
+    return mx.array(np.stack([np.cos(angles), np.sin(angles)], axis=-1))
 
 
 def _launch(batch_heads: int, warps: int) -> dict[str, tuple[int, int, int]]:
