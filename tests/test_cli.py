@@ -29,7 +29,9 @@ def test_seed_commands_work_as_written(tiny_run: Path) -> None:
     result = run_cli("scripts/generate.py", "--model_path", str(tiny_run / ckpt.FINAL_NPZ),
                      "--tokenizer_path", str(tiny_run / ckpt.TOKENIZER), *SEED_GENERATE)
     assert result.returncode == 0, result.stderr
-    assert len(result.stdout.split()) > 5
+    # Unseeded, so the barely trained model may close its story after two words: a story was
+    # printed, no more can be asked of it (length and content: the seeded tests).
+    assert result.stdout.strip() and not result.stderr
 
 
 def test_generate_is_reproducible_with_a_seed(tiny_run: Path) -> None:
