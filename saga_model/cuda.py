@@ -11,6 +11,7 @@ Metal) each module's portable MLX path runs instead.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 
 import mlx.core as mx
@@ -130,9 +131,13 @@ __device__ inline void ldmatrix_x4_trans(uint32_t* r, const bf16* row) {
 """
 
 
+#: The environment variable that, set to ``0``, runs the portable paths on a CUDA GPU too.
+KERNELS_ENV = "GRAIN_CUDA_KERNELS"
+
 #: Set to False to run every module's portable path on a CUDA GPU too (read when a function
-#: is traced: before ``mx.compile`` first calls it); for comparisons of the two.
-kernels_enabled = True
+#: is traced: before ``mx.compile`` first calls it); for comparisons of the two, or
+#: ``GRAIN_CUDA_KERNELS=0`` where a GPU or CUDA version refuses one of the kernels.
+kernels_enabled = os.environ.get(KERNELS_ENV, "1").strip() != "0"
 
 
 def kernels_run_here(dtype: mx.Dtype) -> bool:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 
 import mlx.core as mx
@@ -247,6 +250,18 @@ def test_the_kernels_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> Non
     # kernels with the portable paths at all.
     monkeypatch.setattr(cuda, "kernels_enabled", False)
     assert not kernels_run_here(mx.bfloat16)
+
+
+@pytest.mark.parametrize(("value", "enabled"), [(None, True), ("1", True), ("0", False)])
+def test_the_environment_switches_the_kernels_off(value: str | None, enabled: bool) -> None:
+    # A user whose GPU or CUDA refuses a kernel runs the portable paths instead.
+    env = {k: v for k, v in os.environ.items() if k != cuda.KERNELS_ENV}
+    if value is not None:
+        env[cuda.KERNELS_ENV] = value
+    shown = subprocess.run([sys.executable, "-c", "from saga_model import cuda; "
+                            "print(cuda.kernels_enabled)"], env=env, capture_output=True,
+                           text=True, check=True).stdout.strip()
+    assert shown == str(enabled)
 
 
 @pytest.mark.skipif(not kernels_run_here(mx.bfloat16), reason="needs a CUDA GPU")
