@@ -140,11 +140,15 @@ KERNELS_ENV = "GRAIN_CUDA_KERNELS"
 kernels_enabled = os.environ.get(KERNELS_ENV, "1").strip() != "0"
 
 
+def on_cuda_gpu() -> bool:
+    """Whether MLX computes on a CUDA GPU now (its default device)."""
+    return mx.cuda.is_available() and mx.default_device().type == mx.DeviceType.gpu
+
+
 def kernels_run_here(dtype: mx.Dtype) -> bool:
     """Whether the kernels are enabled and MLX computes on a CUDA GPU now, in a dtype they
     take."""
-    return (kernels_enabled and mx.cuda.is_available()
-            and mx.default_device().type == mx.DeviceType.gpu and dtype in _KERNEL_DTYPES)
+    return kernels_enabled and on_cuda_gpu() and dtype in _KERNEL_DTYPES
 
 
 def tensor_cores_run_here(dtype: mx.Dtype) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
+from .cuda import on_cuda_gpu
 from .data import TokenSplit, batch_starts, sample_batch, window_starts
 from .distributed import World
 
@@ -24,17 +25,12 @@ from .distributed import World
 MAX_RESIDENT_BYTES = 1 << 30
 
 
-def device_gather_pays() -> bool:
-    """Whether MLX computes on a CUDA GPU now, where gathering batches on the device pays."""
-    return mx.cuda.is_available() and mx.default_device().type == mx.DeviceType.gpu
-
-
 class TrainingBatches:
     """This rank's share of the training batch of each step, as an int32 ``mx.array`` of
     ``(batch_size / world.size, context + 1)`` tokens: the rows :func:`sample_batch` draws for
     ``seed`` and the step, sharded by :meth:`World.shard`.
 
-    With ``on_device`` (by default where :func:`device_gather_pays` and the split's int32
+    With ``on_device`` (by default on a CUDA GPU, where it pays, if the split's int32
     tokens fit in :data:`MAX_RESIDENT_BYTES`, about 1 GiB of device memory) the split is
     uploaded once, widened to int32 on the device (so the resident copy sits in device
     memory, not in the managed memory of arrays made from host data, and windows need no
@@ -49,7 +45,7 @@ class TrainingBatches:
         self.world = world or World()
         self.starts = window_starts(split, context)
         if on_device is None:
-            on_device = device_gather_pays() and split.n_tokens * 4 <= MAX_RESIDENT_BYTES
+            on_device = on_cuda_gpu() and split.n_tokens * 4 <= MAX_RESIDENT_BYTES
         self.tokens: mx.array | None = None
         if on_device:
             self.tokens = mx.array(np.asarray(split.tokens)).astype(mx.int32)

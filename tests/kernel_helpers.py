@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from saga_model.cuda import on_cuda_gpu
+
 #: Whether these tests run on a CUDA GPU (the device machine), where the kernels should run.
-ON_A_CUDA_GPU = mx.cuda.is_available() and mx.default_device().type == mx.DeviceType.gpu
+ON_A_CUDA_GPU = on_cuda_gpu()
 
 
 def relative_error(got: mx.array, want: mx.array) -> float:

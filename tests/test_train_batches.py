@@ -53,7 +53,7 @@ def test_each_rank_gathers_its_slice_of_the_global_batch(split: TokenSplit) -> N
 def test_host_batches_where_the_gather_does_not_pay(split: TokenSplit,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     assert not TrainingBatches(split, CONTEXT, BATCH, SEED).on_device  # a CPU
-    monkeypatch.setattr(train_batches, "device_gather_pays", lambda: True)
+    monkeypatch.setattr(train_batches, "on_cuda_gpu", lambda: True)
     assert TrainingBatches(split, CONTEXT, BATCH, SEED).on_device
     monkeypatch.setattr(train_batches, "MAX_RESIDENT_BYTES", 4 * split.n_tokens - 1)
     host = TrainingBatches(split, CONTEXT, BATCH, SEED)  # too large to keep on the device
@@ -78,7 +78,7 @@ def test_training_on_gathered_batches_follows_the_host_batches(
                             warmup_steps=2, lr=5e-3)
     runs = {}
     for gather in (False, True):
-        monkeypatch.setattr(train_batches, "device_gather_pays", lambda on=gather: on)
+        monkeypatch.setattr(train_batches, "on_cuda_gpu", lambda on=gather: on)
         runs[gather] = Losses()
         summary = run_training(data, tokenizer, tmp_path / str(gather), model_cfg, train_cfg,
                                callbacks=[runs[gather]])
